@@ -1,0 +1,328 @@
+//! Calls, their evidence and annotations.
+
+use sqlx::any::AnyRow;
+
+use dialnexa_core::evidence::Role;
+use dialnexa_core::{AgentId, Annotation, AnnotationId, CallId, TimelineEvent, TranscriptTurn};
+
+use crate::db::{SqlStore, conflict_on_unique, get, json, ms, parse, ts, ts_opt, u32_of};
+use crate::queue::{NewWork, insert_work};
+use crate::{AnnotationFilter, CallCursor, CallDetail, CallFilter, CallRow, HandoffSummary, NewCall, RecordingInfo, Result, StoreError};
+
+const COLS: &str = "call_id, entry_point, direction, from_number, to_number, agent_id, agent_version, config_hash, route, batch_id, workflow_id, status, disconnection_reason, created_at, started_at, ended_at, duration_ms, category, summary, extracted_fields, analysis, transfer, recording, audio_cache_hits, audio_cache_misses, metadata, updated_at";
+
+fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn opt_json(v: Option<String>, what: &str) -> Result<Option<serde_json::Value>> {
+    v.map(|t| json(&t, what)).transpose()
+}
+
+fn u64_of(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v}")))
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn row_from(r: &AnyRow) -> Result<CallRow> {
+    Ok(CallRow {
+        call_id: CallId::parse(&get::<String>(r, "call_id")?).map_err(corrupt)?,
+        entry_point: get(r, "entry_point")?,
+        direction: get(r, "direction")?,
+        from_number: get(r, "from_number")?,
+        to_number: get(r, "to_number")?,
+        agent_id: get::<Option<String>>(r, "agent_id")?.map(|a| AgentId::parse(&a).map_err(corrupt)).transpose()?,
+        agent_version: get::<Option<i64>>(r, "agent_version")?.map(|v| u32_of(v, "agent_version")).transpose()?,
+        config_hash: get(r, "config_hash")?,
+        route: json(&get::<String>(r, "route")?, "route")?,
+        batch_id: get(r, "batch_id")?,
+        workflow_id: get(r, "workflow_id")?,
+        status: get(r, "status")?,
+        disconnection_reason: get(r, "disconnection_reason")?,
+        created_at: ts(get(r, "created_at")?)?,
+        started_at: ts_opt(get(r, "started_at")?)?,
+        ended_at: ts_opt(get(r, "ended_at")?)?,
+        duration_ms: get::<Option<i64>>(r, "duration_ms")?.map(|v| u64_of(v, "duration_ms")).transpose()?,
+        category: get(r, "category")?,
+        summary: get(r, "summary")?,
+        extracted_fields: serde_json::from_str(&get::<String>(r, "extracted_fields")?).map_err(corrupt)?,
+        analysis: opt_json(get(r, "analysis")?, "analysis")?,
+        transfer: opt_json(get(r, "transfer")?, "transfer")?,
+        recording: serde_json::from_str::<RecordingInfo>(&get::<String>(r, "recording")?).map_err(corrupt)?,
+        audio_cache_hits: u64_of(get(r, "audio_cache_hits")?, "audio_cache_hits")?,
+        audio_cache_misses: u64_of(get(r, "audio_cache_misses")?, "audio_cache_misses")?,
+        metadata: json(&get::<String>(r, "metadata")?, "metadata")?,
+    })
+}
+
+pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
+    let c = &call.row;
+    let mut tx = s.begin_write().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO calls ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+    )))
+    .bind(c.call_id.as_str())
+    .bind(&c.entry_point)
+    .bind(&c.direction)
+    .bind(c.from_number.as_deref())
+    .bind(c.to_number.as_deref())
+    .bind(c.agent_id.as_ref().map(|a| a.as_str()))
+    .bind(c.agent_version.map(i64::from))
+    .bind(c.config_hash.as_deref())
+    .bind(c.route.to_string())
+    .bind(c.batch_id.as_deref())
+    .bind(c.workflow_id.as_deref())
+    .bind(&c.status)
+    .bind(c.disconnection_reason.as_deref())
+    .bind(ms(c.created_at))
+    .bind(c.started_at.map(ms))
+    .bind(c.ended_at.map(ms))
+    .bind(c.duration_ms.map(i64_of))
+    .bind(c.category.as_deref())
+    .bind(c.summary.as_deref())
+    .bind(serde_json::to_string(&c.extracted_fields).map_err(corrupt)?)
+    .bind(c.analysis.as_ref().map(|v| v.to_string()))
+    .bind(c.transfer.as_ref().map(|v| v.to_string()))
+    .bind(serde_json::to_string(&c.recording).map_err(corrupt)?)
+    .bind(i64_of(c.audio_cache_hits))
+    .bind(i64_of(c.audio_cache_misses))
+    .bind(c.metadata.to_string())
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "call already exists"))?;
+    for t in &call.transcript {
+        sqlx::query("INSERT INTO call_turns (call_id, turn_index, role, text, start_ms, end_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(c.call_id.as_str())
+            .bind(i64::from(t.index))
+            .bind(t.role.as_str())
+            .bind(&t.text)
+            .bind(i64_of(t.start_ms))
+            .bind(i64_of(t.end_ms))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (seq, e) in call.timeline.iter().enumerate() {
+        sqlx::query("INSERT INTO call_events (call_id, seq, at, offset_ms, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(c.call_id.as_str())
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(ms(e.at))
+            .bind(i64_of(e.offset_ms))
+            .bind(&e.kind)
+            .bind(&e.detail)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for w in work {
+        insert_work(&mut tx, w, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn get_call(s: &SqlStore, id: &CallId) -> Result<CallDetail> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM calls WHERE call_id = $1"))).bind(id.as_str()).fetch_optional(&s.pool).await?.ok_or(StoreError::NotFound)?;
+    let row = row_from(&row)?;
+    let transcript = sqlx::query("SELECT turn_index, role, text, start_ms, end_ms FROM call_turns WHERE call_id = $1 ORDER BY turn_index")
+        .bind(id.as_str())
+        .fetch_all(&s.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TranscriptTurn {
+                index: u32_of(get(r, "turn_index")?, "turn_index")?,
+                role: if get::<String>(r, "role")? == "agent" { Role::Agent } else { Role::Caller },
+                text: get(r, "text")?,
+                start_ms: u64_of(get(r, "start_ms")?, "start_ms")?,
+                end_ms: u64_of(get(r, "end_ms")?, "end_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let timeline = sqlx::query("SELECT at, offset_ms, kind, detail FROM call_events WHERE call_id = $1 ORDER BY seq")
+        .bind(id.as_str())
+        .fetch_all(&s.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(TimelineEvent { at: ts(get(r, "at")?)?, offset_ms: u64_of(get(r, "offset_ms")?, "offset_ms")?, kind: get(r, "kind")?, detail: get(r, "detail")? }))
+        .collect::<Result<Vec<_>>>()?;
+    let annotations = list_annotations(s, &AnnotationFilter { call_id: Some(id.clone()), ..Default::default() }, None, 10_000).await?;
+    let handoffs = sqlx::query("SELECT handoff_id, integration_id, action, idempotency_key, status, reason FROM handoffs WHERE call_id = $1 ORDER BY created_at, handoff_id")
+        .bind(id.as_str())
+        .fetch_all(&s.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(HandoffSummary {
+                handoff_id: get(r, "handoff_id")?,
+                integration_id: get(r, "integration_id")?,
+                action: get(r, "action")?,
+                idempotency_key: get(r, "idempotency_key")?,
+                status: get(r, "status")?,
+                reason: get(r, "reason")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CallDetail { row, timeline, transcript, annotations, handoffs })
+}
+
+/// A query under construction: conditions and their bound values, numbered in order.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl Conditions {
+    fn next(&self) -> String {
+        format!("${}", self.binds.len() + 1)
+    }
+    fn text(&mut self, template: &str, v: impl Into<String>) {
+        let p = self.next();
+        self.sql.push(template.replace('?', &p));
+        self.binds.push(Bind::Text(v.into()));
+    }
+    fn int(&mut self, template: &str, v: i64) {
+        let p = self.next();
+        self.sql.push(template.replace('?', &p));
+        self.binds.push(Bind::Int(v));
+    }
+    fn where_clause(&self) -> String {
+        if self.sql.is_empty() { String::new() } else { format!("WHERE {}", self.sql.join(" AND ")) }
+    }
+    fn bind_all<'q>(&'q self, mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t.as_str()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+pub(crate) async fn list_calls(s: &SqlStore, f: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>> {
+    let mut c = Conditions::default();
+    if let Some(v) = &f.entry_point {
+        c.text("entry_point = ?", v);
+    }
+    if let Some(v) = &f.status {
+        c.text("status = ?", v);
+    }
+    if let Some(v) = &f.agent_id {
+        c.text("agent_id = ?", v.as_str());
+    }
+    if let Some(v) = f.agent_version {
+        c.int("agent_version = ?", i64::from(v));
+    }
+    if let Some(v) = &f.phone_number {
+        let p = c.next();
+        c.sql.push(format!("(from_number = {p} OR to_number = {p})"));
+        c.binds.push(Bind::Text(v.as_str().to_owned()));
+    }
+    if let Some(v) = &f.batch_id {
+        c.text("batch_id = ?", v);
+    }
+    if let Some(v) = &f.workflow_id {
+        c.text("workflow_id = ?", v);
+    }
+    if let Some(v) = f.started_after {
+        c.int("created_at >= ?", ms(v));
+    }
+    if let Some(v) = f.started_before {
+        c.int("created_at < ?", ms(v));
+    }
+    if let Some(v) = &f.category {
+        c.text("category = ?", v);
+    }
+    if let Some(v) = &f.handoff_status {
+        c.text("EXISTS (SELECT 1 FROM handoffs h WHERE h.call_id = calls.call_id AND h.status = ?)", v);
+    }
+    if let Some(cur) = after {
+        let a = c.next();
+        c.binds.push(Bind::Int(cur.created_at_ms));
+        let b = c.next();
+        c.binds.push(Bind::Text(cur.call_id.clone()));
+        c.sql.push(format!("(created_at, call_id) < ({a}, {b})"));
+    }
+    let lim = c.next();
+    c.binds.push(Bind::Int(i64::from(limit)));
+    let sql = format!("SELECT {COLS} FROM calls {} ORDER BY created_at DESC, call_id DESC LIMIT {lim}", c.where_clause());
+    let q = c.bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)));
+    q.fetch_all(&s.pool).await?.iter().map(row_from).collect()
+}
+
+pub(crate) async fn add_annotation(s: &SqlStore, a: &Annotation) -> Result<()> {
+    let mut tx = s.begin_write().await?;
+    let exists = sqlx::query("SELECT 1 FROM calls WHERE call_id = $1").bind(a.call_id.as_str()).fetch_optional(&mut *tx).await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    sqlx::query("INSERT INTO annotations (annotation_id, call_id, agent_id, agent_version, turn_index, kind, text, suggestion, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(a.annotation_id.as_str())
+        .bind(a.call_id.as_str())
+        .bind(a.agent_id.as_ref().map(|x| x.as_str()))
+        .bind(a.agent_version.map(i64::from))
+        .bind(a.turn_index.map(i64::from))
+        .bind(a.kind.as_str())
+        .bind(&a.text)
+        .bind(a.suggestion.as_deref())
+        .bind(ms(a.created_at))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn list_annotations(s: &SqlStore, f: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>> {
+    let mut c = Conditions::default();
+    if let Some(v) = &f.call_id {
+        c.text("call_id = ?", v.as_str());
+    }
+    if let Some(v) = &f.agent_id {
+        c.text("agent_id = ?", v.as_str());
+    }
+    if let Some(v) = f.agent_version {
+        c.int("agent_version = ?", i64::from(v));
+    }
+    if let Some(v) = f.kind {
+        c.text("kind = ?", v.as_str());
+    }
+    if let Some((at, id)) = after {
+        let a = c.next();
+        c.binds.push(Bind::Int(*at));
+        let b = c.next();
+        c.binds.push(Bind::Text(id.clone()));
+        c.sql.push(format!("(created_at, annotation_id) > ({a}, {b})"));
+    }
+    let lim = c.next();
+    c.binds.push(Bind::Int(i64::from(limit)));
+    let sql = format!(
+        "SELECT annotation_id, call_id, agent_id, agent_version, turn_index, kind, text, suggestion, created_at FROM annotations {} ORDER BY created_at, annotation_id LIMIT {lim}",
+        c.where_clause()
+    );
+    let rows = c.bind_all(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(&s.pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Annotation {
+                annotation_id: AnnotationId::parse(&get::<String>(r, "annotation_id")?).map_err(corrupt)?,
+                call_id: CallId::parse(&get::<String>(r, "call_id")?).map_err(corrupt)?,
+                agent_id: get::<Option<String>>(r, "agent_id")?.map(|a| AgentId::parse(&a).map_err(corrupt)).transpose()?,
+                agent_version: get::<Option<i64>>(r, "agent_version")?.map(|v| u32_of(v, "agent_version")).transpose()?,
+                turn_index: get::<Option<i64>>(r, "turn_index")?.map(|v| u32_of(v, "turn_index")).transpose()?,
+                kind: parse(&get::<String>(r, "kind")?, "annotation kind")?,
+                text: get(r, "text")?,
+                suggestion: get(r, "suggestion")?,
+                created_at: ts(get(r, "created_at")?)?,
+            })
+        })
+        .collect()
+}
+

@@ -1,0 +1,201 @@
+//! DialNexa persistence.
+//!
+//! SQLite (embedded default) and PostgreSQL (several nodes, one database) sit behind one
+//! [`Store`] trait, implemented once by [`SqlStore`] over sqlx's `Any` driver. The SQL is
+//! shared where it is portable; the few dialect-specific statements (job claiming, write
+//! transactions) sit side by side in the module that needs them.
+//!
+//! Error policy: [`StoreError::NotFound`] and [`StoreError::Conflict`] are facts the API
+//! answers with; everything else is internal and is logged, never shown.
+
+mod agents;
+mod calls;
+mod db;
+mod keys;
+mod migrate;
+mod numbers;
+pub mod queue;
+pub mod testing;
+mod types;
+
+pub use db::{Backend, SqlStore};
+pub use queue::{Claimed, Completion, NewWork, RetrySchedule, WorkFailure};
+pub use types::*;
+
+use async_trait::async_trait;
+use dialnexa_core::route::Snapshot;
+use dialnexa_core::{AgentId, Annotation, CallId, PhoneNumber};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything DialNexa keeps. One implementation per SQL dialect family; the
+/// conformance suite in `tests/` runs on SQLite and on PostgreSQL.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Cheap liveness query for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    // API keys and idempotency
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn count_api_keys(&self) -> Result<i64>;
+    async fn idempotency_begin(&self, scope_hash: &str, request_hash: &str, now: jiff::Timestamp) -> Result<IdempotencyBegin>;
+    async fn idempotency_finish(&self, scope_hash: &str, status: u16, body: &str) -> Result<()>;
+    async fn idempotency_abort(&self, scope_hash: &str) -> Result<()>;
+
+    // Agents
+    async fn create_agent(&self, agent_id: &AgentId, name: &str, draft: &NewVersion, now: jiff::Timestamp) -> Result<AgentRecord>;
+    async fn list_agents(&self, after: Option<&AgentId>, limit: u32) -> Result<Vec<AgentRecord>>;
+    async fn get_agent(&self, agent_id: &AgentId) -> Result<AgentRecord>;
+    async fn find_agent_by_name(&self, name: &str) -> Result<Option<AgentRecord>>;
+    async fn update_draft(&self, agent_id: &AgentId, draft: &NewVersion, now: jiff::Timestamp) -> Result<VersionRecord>;
+    /// Publish the draft: it becomes immutable and a copy opens as the next draft.
+    async fn publish(&self, agent_id: &AgentId, now: jiff::Timestamp) -> Result<VersionRecord>;
+    async fn get_version(&self, agent_id: &AgentId, version: u32) -> Result<VersionRecord>;
+
+    // Phone numbers
+    async fn create_number(&self, number: &PhoneNumberRecord) -> Result<()>;
+    async fn list_numbers(&self, after: Option<&PhoneNumber>, limit: u32) -> Result<Vec<PhoneNumberRecord>>;
+    async fn get_number(&self, number: &PhoneNumber) -> Result<PhoneNumberRecord>;
+    async fn update_number(&self, number: &PhoneNumberRecord) -> Result<()>;
+    async fn delete_number(&self, number: &PhoneNumber) -> Result<()>;
+    /// The numbers and agents route resolution needs, read in one go.
+    async fn route_snapshot(&self, numbers: &[PhoneNumber], agents: &[AgentId]) -> Result<Snapshot>;
+
+    // Calls and evidence
+    /// Write a call with its evidence and the work it causes, in one transaction.
+    async fn insert_call(&self, call: &NewCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()>;
+    async fn get_call(&self, call_id: &CallId) -> Result<CallDetail>;
+    async fn list_calls(&self, filter: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>>;
+    async fn add_annotation(&self, annotation: &Annotation) -> Result<()>;
+    async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>>;
+
+    // Work queue
+    async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize>;
+    /// Claim up to `limit` due items of the given kinds, rescuing expired leases first.
+    async fn claim(&self, kinds: &[&str], worker: &str, limit: u32, lease: std::time::Duration, now: jiff::Timestamp) -> Result<Vec<Claimed>>;
+    async fn heartbeat(&self, item: &Claimed, lease: std::time::Duration, now: jiff::Timestamp) -> Result<bool>;
+    async fn complete(&self, item: &Claimed, now: jiff::Timestamp) -> Result<Completion>;
+    async fn fail(&self, item: &Claimed, failure: &WorkFailure, schedule: &RetrySchedule, now: jiff::Timestamp) -> Result<Completion>;
+    async fn work_item(&self, id: &str) -> Result<WorkItemRecord>;
+    async fn work_attempts(&self, id: &str) -> Result<Vec<WorkAttemptRecord>>;
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        keys::insert_api_key(self, key).await
+    }
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        keys::find_api_key(self, key_hash).await
+    }
+    async fn count_api_keys(&self) -> Result<i64> {
+        keys::count_api_keys(self).await
+    }
+    async fn idempotency_begin(&self, scope_hash: &str, request_hash: &str, now: jiff::Timestamp) -> Result<IdempotencyBegin> {
+        keys::begin(self, scope_hash, request_hash, now).await
+    }
+    async fn idempotency_finish(&self, scope_hash: &str, status: u16, body: &str) -> Result<()> {
+        keys::finish(self, scope_hash, status, body).await
+    }
+    async fn idempotency_abort(&self, scope_hash: &str) -> Result<()> {
+        keys::abort(self, scope_hash).await
+    }
+    async fn create_agent(&self, agent_id: &AgentId, name: &str, draft: &NewVersion, now: jiff::Timestamp) -> Result<AgentRecord> {
+        agents::create_agent(self, agent_id, name, draft, now).await
+    }
+    async fn list_agents(&self, after: Option<&AgentId>, limit: u32) -> Result<Vec<AgentRecord>> {
+        agents::list_agents(self, after, limit).await
+    }
+    async fn get_agent(&self, agent_id: &AgentId) -> Result<AgentRecord> {
+        agents::get_agent(self, agent_id).await
+    }
+    async fn find_agent_by_name(&self, name: &str) -> Result<Option<AgentRecord>> {
+        agents::find_agent_by_name(self, name).await
+    }
+    async fn update_draft(&self, agent_id: &AgentId, draft: &NewVersion, now: jiff::Timestamp) -> Result<VersionRecord> {
+        agents::update_draft(self, agent_id, draft, now).await
+    }
+    async fn publish(&self, agent_id: &AgentId, now: jiff::Timestamp) -> Result<VersionRecord> {
+        agents::publish(self, agent_id, now).await
+    }
+    async fn get_version(&self, agent_id: &AgentId, version: u32) -> Result<VersionRecord> {
+        agents::get_version(self, agent_id, version).await
+    }
+    async fn create_number(&self, number: &PhoneNumberRecord) -> Result<()> {
+        numbers::create(self, number).await
+    }
+    async fn list_numbers(&self, after: Option<&PhoneNumber>, limit: u32) -> Result<Vec<PhoneNumberRecord>> {
+        numbers::list(self, after, limit).await
+    }
+    async fn get_number(&self, number: &PhoneNumber) -> Result<PhoneNumberRecord> {
+        numbers::get_one(self, number).await
+    }
+    async fn update_number(&self, number: &PhoneNumberRecord) -> Result<()> {
+        numbers::update(self, number).await
+    }
+    async fn delete_number(&self, number: &PhoneNumber) -> Result<()> {
+        numbers::delete(self, number).await
+    }
+    async fn route_snapshot(&self, numbers: &[PhoneNumber], agents: &[AgentId]) -> Result<Snapshot> {
+        numbers::route_snapshot(self, numbers, agents).await
+    }
+    async fn insert_call(&self, call: &NewCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
+        calls::insert_call(self, call, work, now).await
+    }
+    async fn get_call(&self, call_id: &CallId) -> Result<CallDetail> {
+        calls::get_call(self, call_id).await
+    }
+    async fn list_calls(&self, filter: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>> {
+        calls::list_calls(self, filter, after, limit).await
+    }
+    async fn add_annotation(&self, annotation: &Annotation) -> Result<()> {
+        calls::add_annotation(self, annotation).await
+    }
+    async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>> {
+        calls::list_annotations(self, filter, after, limit).await
+    }
+    async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize> {
+        queue::enqueue(self, work, now).await
+    }
+    async fn claim(&self, kinds: &[&str], worker: &str, limit: u32, lease: std::time::Duration, now: jiff::Timestamp) -> Result<Vec<Claimed>> {
+        queue::claim(self, kinds, worker, limit, lease, now).await
+    }
+    async fn heartbeat(&self, item: &Claimed, lease: std::time::Duration, now: jiff::Timestamp) -> Result<bool> {
+        queue::heartbeat(self, item, lease, now).await
+    }
+    async fn complete(&self, item: &Claimed, now: jiff::Timestamp) -> Result<Completion> {
+        queue::complete(self, item, now).await
+    }
+    async fn fail(&self, item: &Claimed, failure: &WorkFailure, schedule: &RetrySchedule, now: jiff::Timestamp) -> Result<Completion> {
+        queue::fail(self, item, failure, schedule, now).await
+    }
+    async fn work_item(&self, id: &str) -> Result<WorkItemRecord> {
+        queue::work_item(self, id).await
+    }
+    async fn work_attempts(&self, id: &str) -> Result<Vec<WorkAttemptRecord>> {
+        queue::work_attempts(self, id).await
+    }
+}

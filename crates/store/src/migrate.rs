@@ -1,0 +1,49 @@
+//! Forward-only migrations, one folder per dialect, embedded in the binary.
+
+use sqlx::Row;
+
+use crate::db::{Backend, SqlStore};
+use crate::Result;
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+pub(crate) async fn run(store: &SqlStore) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    if store.backend == Backend::Postgres {
+        // Several nodes may start at once; one migrates, the others wait for it.
+        sqlx::query("SELECT pg_advisory_xact_lock(7245019)").execute(&mut *tx).await?;
+    }
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").execute(&mut *tx).await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?;
+    for m in MIGRATIONS {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        let sql = match store.backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        tracing::info!(version = m.version, name = m.name, "applying migration");
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(jiff::Timestamp::now().as_millisecond())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Rows in and out of the store.
+
+use std::collections::BTreeMap;
+
+use dialnexa_core::agent::VersionStatus;
+use dialnexa_core::{AgentId, AnnotationKind, CallId, ExtractedField, PhoneNumber, TimelineEvent, TranscriptTurn};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub name: String,
+    /// SHA-256 of the key; the key itself is never stored.
+    pub key_hash: String,
+    /// The last four characters, to tell keys apart.
+    pub hint: String,
+    pub created_at: jiff::Timestamp,
+    pub revoked_at: Option<jiff::Timestamp>,
+}
+
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRecord").field("key_id", &self.key_id).field("name", &self.name).field("hint", &self.hint).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyBegin {
+    /// First time: run the request, then `idempotency_finish` or `idempotency_abort`.
+    New,
+    /// Seen with the same request: answer with what was answered then.
+    Replay { status: u16, body: String },
+    /// Seen with another request.
+    Mismatch,
+    /// The first request with this key is still running.
+    InProgress,
+}
+
+/// A version to write (draft).
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub kind: String,
+    pub config: serde_json::Value,
+    pub config_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRecord {
+    pub agent_id: AgentId,
+    pub name: String,
+    pub draft_version: u32,
+    pub published_versions: Vec<u32>,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRecord {
+    pub agent_id: AgentId,
+    pub version: u32,
+    pub status: VersionStatus,
+    pub kind: String,
+    pub config: serde_json::Value,
+    pub config_hash: String,
+    pub created_at: jiff::Timestamp,
+    pub published_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhoneNumberRecord {
+    pub phone_number: PhoneNumber,
+    pub inbound_agent_id: Option<AgentId>,
+    pub inbound_agent_version: Option<u32>,
+    pub outbound_agent_id: Option<AgentId>,
+    pub outbound_agent_version: Option<u32>,
+    pub active: bool,
+    pub nickname: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+/// Recording evidence: its own status, so a failed recording shows as such.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    /// `none` (text calls have no audio), `recording`, `available`, `failed`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The header row of a call: everything but the per-turn evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    pub call_id: CallId,
+    pub entry_point: String,
+    pub direction: String,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub agent_version: Option<u32>,
+    pub config_hash: Option<String>,
+    /// The route as resolved (or refused), with its explanation.
+    pub route: serde_json::Value,
+    pub batch_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub status: String,
+    pub disconnection_reason: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub started_at: Option<jiff::Timestamp>,
+    pub ended_at: Option<jiff::Timestamp>,
+    pub duration_ms: Option<u64>,
+    pub category: Option<String>,
+    pub summary: Option<String>,
+    pub extracted_fields: BTreeMap<String, ExtractedField>,
+    pub analysis: Option<serde_json::Value>,
+    pub transfer: Option<serde_json::Value>,
+    pub recording: RecordingInfo,
+    pub audio_cache_hits: u64,
+    pub audio_cache_misses: u64,
+    pub metadata: serde_json::Value,
+}
+
+/// A call to write, with its evidence.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub row: CallRow,
+    pub timeline: Vec<TimelineEvent>,
+    pub transcript: Vec<TranscriptTurn>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HandoffSummary {
+    pub handoff_id: String,
+    pub integration_id: String,
+    pub action: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// A call with all its evidence.
+#[derive(Debug, Clone)]
+pub struct CallDetail {
+    pub row: CallRow,
+    pub timeline: Vec<TimelineEvent>,
+    pub transcript: Vec<TranscriptTurn>,
+    pub annotations: Vec<dialnexa_core::Annotation>,
+    pub handoffs: Vec<HandoffSummary>,
+}
+
+/// Filters of `GET /v1/calls`; every one is an indexed equality or range.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub entry_point: Option<String>,
+    pub status: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub agent_version: Option<u32>,
+    pub phone_number: Option<PhoneNumber>,
+    pub batch_id: Option<String>,
+    pub workflow_id: Option<String>,
+    /// Inclusive lower bound on the call's start (`created_at`).
+    pub started_after: Option<jiff::Timestamp>,
+    /// Exclusive upper bound on the call's start.
+    pub started_before: Option<jiff::Timestamp>,
+    pub category: Option<String>,
+    pub handoff_status: Option<String>,
+}
+
+/// Position after which the next page starts: (created_at ms, call_id), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCursor {
+    pub created_at_ms: i64,
+    pub call_id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AnnotationFilter {
+    pub agent_id: Option<AgentId>,
+    pub agent_version: Option<u32>,
+    pub kind: Option<AnnotationKind>,
+    pub call_id: Option<CallId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkItemRecord {
+    pub id: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub dedup_key: Option<String>,
+    pub state: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub run_at: jiff::Timestamp,
+    pub lease_seq: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkAttemptRecord {
+    pub attempt: u32,
+    pub lease_seq: i64,
+    pub worker: String,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: Option<jiff::Timestamp>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}

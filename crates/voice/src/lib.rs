@@ -1,0 +1,26 @@
+//! DialNexa live conversations: the agent runtimes.
+//!
+//! Today: the `flow` runtime ([`FlowSession`]), driven turn by turn, and text test calls
+//! ([`run_text_call`]) on a simulated speech clock.
+
+mod extract;
+mod session;
+mod text;
+mod text_call;
+
+#[cfg(test)]
+mod tests;
+
+pub use extract::{
+    CONFIDENCE_EXACT, CONFIDENCE_FREE_TEXT, CONFIDENCE_SPOKEN, CONFIDENCE_UNNORMALISED_PHONE,
+    Extraction, FieldSpec, extract,
+};
+pub use session::{
+    CollectedField, Ending, FlowEvent, FlowEventKind, FlowSession, Outcome, SessionError, Step,
+};
+pub use text::NEGATION_WINDOW;
+pub use text_call::{FlowTimelineEvent, TextCall, TransferInfo, clock, run_text_call};
+
+/// The demo agent ("Support line"): a flow agent that takes a technical incident report.
+/// The same JSON is the example in `docs/agents.md` (a test keeps them equal).
+pub const DEMO_AGENT_CONFIG: &str = include_str!("demo_agent.json");
