@@ -93,7 +93,10 @@ impl fmt::Display for AnnotationKind {
 impl FromStr for AnnotationKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| format!("unknown annotation kind '{}' (expected note, prompt_suggestion or correction)", s.chars().take(40).collect::<String>()))
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown annotation kind '{}' (expected note, prompt_suggestion or correction)", s.chars().take(40).collect::<String>()))
     }
 }
 

@@ -12,13 +12,7 @@ use crate::agent::ConfigError;
 use crate::phone::PhoneNumber;
 
 /// Variables every call provides, filled in by whoever starts the call.
-pub const BUILTIN_VARIABLES: [&str; 5] = [
-    "call_id",
-    "from_number",
-    "to_number",
-    "agent_name",
-    "agent_version",
-];
+pub const BUILTIN_VARIABLES: [&str; 5] = ["call_id", "from_number", "to_number", "agent_name", "agent_version"];
 
 /// Default number of times a `collect` node asks (the first prompt included).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
@@ -277,12 +271,7 @@ impl Node {
                 t
             }
             Self::Branch(n) => {
-                let mut t: Vec<(String, &str)> = n
-                    .cases
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (format!("cases[{i}].next"), c.next.as_str()))
-                    .collect();
+                let mut t: Vec<(String, &str)> = n.cases.iter().enumerate().map(|(i, c)| (format!("cases[{i}].next"), c.next.as_str())).collect();
                 t.push(("default".to_owned(), n.default.as_str()));
                 t
             }
@@ -342,22 +331,12 @@ impl FlowGraph {
 
     /// Check everything serde cannot: references, names, templates, reachability and
     /// loops that never wait. `path` is the JSON path of the graph (`flow`).
-    pub fn validate(
-        &self,
-        variables: &BTreeMap<String, String>,
-        path: &str,
-    ) -> Result<(), ConfigError> {
+    pub fn validate(&self, variables: &BTreeMap<String, String>, path: &str) -> Result<(), ConfigError> {
         if self.nodes.is_empty() {
-            return Err(ConfigError::new(
-                format!("{path}.nodes"),
-                "a flow needs at least one node",
-            ));
+            return Err(ConfigError::new(format!("{path}.nodes"), "a flow needs at least one node"));
         }
         if self.nodes.len() > MAX_NODES {
-            return Err(ConfigError::new(
-                format!("{path}.nodes"),
-                format!("at most {MAX_NODES} nodes"),
-            ));
+            return Err(ConfigError::new(format!("{path}.nodes"), format!("at most {MAX_NODES} nodes")));
         }
         self.check_intents(path)?;
 
@@ -371,17 +350,11 @@ impl FlowGraph {
                 ));
             }
             if let Some(first) = index.insert(id, i) {
-                return Err(ConfigError::new(
-                    format!("{path}.nodes[{i}].id"),
-                    format!("duplicate node id '{id}' (also nodes[{first}])"),
-                ));
+                return Err(ConfigError::new(format!("{path}.nodes[{i}].id"), format!("duplicate node id '{id}' (also nodes[{first}])")));
             }
         }
         if !index.contains_key(self.start.as_str()) {
-            return Err(ConfigError::new(
-                format!("{path}.start"),
-                format!("no node has id '{}'", shown(&self.start)),
-            ));
+            return Err(ConfigError::new(format!("{path}.start"), format!("no node has id '{}'", shown(&self.start))));
         }
 
         let fields: BTreeSet<&str> = self
@@ -392,11 +365,7 @@ impl FlowGraph {
                 _ => None,
             })
             .collect();
-        let known_var = |name: &str| {
-            variables.contains_key(name)
-                || fields.contains(name)
-                || BUILTIN_VARIABLES.contains(&name)
-        };
+        let known_var = |name: &str| variables.contains_key(name) || fields.contains(name) || BUILTIN_VARIABLES.contains(&name);
 
         for (i, node) in self.nodes.iter().enumerate() {
             let at = format!("{path}.nodes[{i}]");
@@ -405,10 +374,7 @@ impl FlowGraph {
             }
             for (key, target) in node.targets() {
                 if !index.contains_key(target) {
-                    return Err(ConfigError::new(
-                        format!("{at}.{key}"),
-                        format!("no node has id '{}'", shown(target)),
-                    ));
+                    return Err(ConfigError::new(format!("{at}.{key}"), format!("no node has id '{}'", shown(target))));
                 }
             }
             match node {
@@ -431,10 +397,7 @@ impl FlowGraph {
         for (name, phrases) in &self.intents {
             let at = format!("{path}.intents.{}", shown(name));
             if !is_identifier(name) {
-                return Err(ConfigError::new(
-                    at,
-                    "intent names are lower-case letters, digits and '_', starting with a letter",
-                ));
+                return Err(ConfigError::new(at, "intent names are lower-case letters, digits and '_', starting with a letter"));
             }
             if phrases.is_empty() {
                 return Err(ConfigError::new(at, "an intent needs at least one phrase"));
@@ -449,36 +412,21 @@ impl FlowGraph {
     fn check_branch(&self, b: &BranchNode, at: &str) -> Result<(), ConfigError> {
         let collector = match (b.on, &b.field) {
             (BranchOn::Field, None) => {
-                return Err(ConfigError::new(
-                    format!("{at}.field"),
-                    "a branch on a field names the field",
-                ));
+                return Err(ConfigError::new(format!("{at}.field"), "a branch on a field names the field"));
             }
             (BranchOn::Field, Some(f)) => match self.collector_of(f) {
                 Some(c) => Some(c),
                 None => {
-                    return Err(ConfigError::new(
-                        format!("{at}.field"),
-                        format!("no collect node collects '{}'", shown(f)),
-                    ));
+                    return Err(ConfigError::new(format!("{at}.field"), format!("no collect node collects '{}'", shown(f))));
                 }
             },
             (_, Some(_)) => {
-                return Err(ConfigError::new(
-                    format!("{at}.field"),
-                    format!(
-                        "only a branch on a field names one (this one is on {})",
-                        b.on.as_str()
-                    ),
-                ));
+                return Err(ConfigError::new(format!("{at}.field"), format!("only a branch on a field names one (this one is on {})", b.on.as_str())));
             }
             (_, None) => None,
         };
         if b.cases.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.cases"),
-                "a branch needs at least one case",
-            ));
+            return Err(ConfigError::new(format!("{at}.cases"), "a branch needs at least one case"));
         }
         for (j, case) in b.cases.iter().enumerate() {
             let cat = format!("{at}.cases[{j}]");
@@ -488,36 +436,21 @@ impl FlowGraph {
                 BranchOn::Field => "one of equals, in, present",
             };
             let Some(test) = case.test() else {
-                return Err(ConfigError::new(
-                    cat,
-                    format!(
-                        "a case of a branch on {} has exactly one test: {expected}",
-                        b.on.as_str()
-                    ),
-                ));
+                return Err(ConfigError::new(cat, format!("a case of a branch on {} has exactly one test: {expected}", b.on.as_str())));
             };
             let suits = matches!(
                 (b.on, test),
                 (BranchOn::Keywords, CaseTest::Keywords(_))
                     | (BranchOn::Intent, CaseTest::Intent(_))
-                    | (
-                        BranchOn::Field,
-                        CaseTest::Equals(_) | CaseTest::In(_) | CaseTest::Present(_)
-                    )
+                    | (BranchOn::Field, CaseTest::Equals(_) | CaseTest::In(_) | CaseTest::Present(_))
             );
             if !suits {
-                return Err(ConfigError::new(
-                    cat,
-                    format!("a case of a branch on {} tests {expected}", b.on.as_str()),
-                ));
+                return Err(ConfigError::new(cat, format!("a case of a branch on {} tests {expected}", b.on.as_str())));
             }
             match test {
                 CaseTest::Keywords(words) => {
                     if words.is_empty() {
-                        return Err(ConfigError::new(
-                            format!("{cat}.keywords"),
-                            "list at least one keyword",
-                        ));
+                        return Err(ConfigError::new(format!("{cat}.keywords"), "list at least one keyword"));
                     }
                     for (k, w) in words.iter().enumerate() {
                         check_phrase(w, &format!("{cat}.keywords[{k}]"))?;
@@ -525,10 +458,7 @@ impl FlowGraph {
                 }
                 CaseTest::Intent(name) => {
                     if !self.intents.contains_key(name) {
-                        return Err(ConfigError::new(
-                            format!("{cat}.intent"),
-                            format!("no intent '{}' in flow.intents", shown(name)),
-                        ));
+                        return Err(ConfigError::new(format!("{cat}.intent"), format!("no intent '{}' in flow.intents", shown(name))));
                     }
                 }
                 CaseTest::Equals(v) => {
@@ -536,10 +466,7 @@ impl FlowGraph {
                 }
                 CaseTest::In(values) => {
                     if values.is_empty() {
-                        return Err(ConfigError::new(
-                            format!("{cat}.in"),
-                            "list at least one value",
-                        ));
+                        return Err(ConfigError::new(format!("{cat}.in"), "list at least one value"));
                     }
                     for (k, v) in values.iter().enumerate() {
                         check_case_value(v, collector, &format!("{cat}.in[{k}]"))?;
@@ -553,11 +480,7 @@ impl FlowGraph {
 
     fn check_reachable(&self, index: &HashMap<&str, usize>, path: &str) -> Result<(), ConfigError> {
         let mut seen = vec![false; self.nodes.len()];
-        let mut stack: Vec<usize> = index
-            .get(self.start.as_str())
-            .copied()
-            .into_iter()
-            .collect();
+        let mut stack: Vec<usize> = index.get(self.start.as_str()).copied().into_iter().collect();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut seen[i], true) {
                 continue;
@@ -569,25 +492,16 @@ impl FlowGraph {
             }
         }
         match seen.iter().position(|s| !s) {
-            Some(i) => Err(ConfigError::new(
-                format!("{path}.nodes[{i}]"),
-                format!(
-                    "node '{}' cannot be reached from start '{}'",
-                    self.nodes[i].id(),
-                    self.start
-                ),
-            )),
+            Some(i) => {
+                Err(ConfigError::new(format!("{path}.nodes[{i}]"), format!("node '{}' cannot be reached from start '{}'", self.nodes[i].id(), self.start)))
+            }
             None => Ok(()),
         }
     }
 
     /// A cycle of `say` and `branch` nodes never waits for the caller, and a branch sees the
     /// same caller turn each time round, so once entered it would speak forever.
-    fn check_silent_cycles(
-        &self,
-        index: &HashMap<&str, usize>,
-        path: &str,
-    ) -> Result<(), ConfigError> {
+    fn check_silent_cycles(&self, index: &HashMap<&str, usize>, path: &str) -> Result<(), ConfigError> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
             New,
@@ -614,17 +528,11 @@ impl FlowGraph {
                     match mark[j] {
                         Mark::Open => {
                             let from = stack.iter().position(|&(n, _)| n == j).unwrap_or(0);
-                            let mut ids: Vec<&str> = stack[from..]
-                                .iter()
-                                .map(|&(n, _)| self.nodes[n].id())
-                                .collect();
+                            let mut ids: Vec<&str> = stack[from..].iter().map(|&(n, _)| self.nodes[n].id()).collect();
                             ids.push(self.nodes[j].id());
                             return Err(ConfigError::new(
                                 format!("{path}.nodes[{i}].{key}"),
-                                format!(
-                                    "the loop {} never waits for the caller (add an ask or collect node)",
-                                    ids.join(" -> ")
-                                ),
+                                format!("the loop {} never waits for the caller (add an ask or collect node)", ids.join(" -> ")),
                             ));
                         }
                         Mark::New => {
@@ -645,41 +553,23 @@ impl FlowGraph {
 
 fn check_collect(c: &CollectNode, at: &str) -> Result<(), ConfigError> {
     if !is_identifier(&c.field) {
-        return Err(ConfigError::new(
-            format!("{at}.field"),
-            "field names are lower-case letters, digits and '_', starting with a letter",
-        ));
+        return Err(ConfigError::new(format!("{at}.field"), "field names are lower-case letters, digits and '_', starting with a letter"));
     }
     if BUILTIN_VARIABLES.contains(&c.field.as_str()) {
-        return Err(ConfigError::new(
-            format!("{at}.field"),
-            format!(
-                "'{}' is a built-in variable and cannot be collected",
-                c.field
-            ),
-        ));
+        return Err(ConfigError::new(format!("{at}.field"), format!("'{}' is a built-in variable and cannot be collected", c.field)));
     }
     if !(1..=MAX_ATTEMPTS_LIMIT).contains(&c.max_attempts) {
-        return Err(ConfigError::new(
-            format!("{at}.max_attempts"),
-            format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
-        ));
+        return Err(ConfigError::new(format!("{at}.max_attempts"), format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}")));
     }
     if c.field_type == FieldType::Enum {
         if c.options.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.options"),
-                "an enum field lists its options",
-            ));
+            return Err(ConfigError::new(format!("{at}.options"), "an enum field lists its options"));
         }
         let mut seen = BTreeSet::new();
         for (j, o) in c.options.iter().enumerate() {
             check_phrase(o, &format!("{at}.options[{j}]"))?;
             if !seen.insert(o.to_lowercase()) {
-                return Err(ConfigError::new(
-                    format!("{at}.options[{j}]"),
-                    format!("duplicate option '{}'", shown(o)),
-                ));
+                return Err(ConfigError::new(format!("{at}.options[{j}]"), format!("duplicate option '{}'", shown(o))));
             }
         }
         for (option, phrases) in &c.synonyms {
@@ -693,26 +583,16 @@ fn check_collect(c: &CollectNode, at: &str) -> Result<(), ConfigError> {
         }
     } else {
         if !c.options.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.options"),
-                "only an enum field has options",
-            ));
+            return Err(ConfigError::new(format!("{at}.options"), "only an enum field has options"));
         }
         if !c.synonyms.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.synonyms"),
-                "only an enum field has synonyms",
-            ));
+            return Err(ConfigError::new(format!("{at}.synonyms"), "only an enum field has synonyms"));
         }
     }
     Ok(())
 }
 
-fn check_case_value(
-    v: &serde_json::Value,
-    collector: Option<&CollectNode>,
-    at: &str,
-) -> Result<(), ConfigError> {
+fn check_case_value(v: &serde_json::Value, collector: Option<&CollectNode>, at: &str) -> Result<(), ConfigError> {
     use serde_json::Value;
     if !matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
         return Err(ConfigError::new(at, "must be a string, number or boolean"));
@@ -721,15 +601,7 @@ fn check_case_value(
         && c.field_type == FieldType::Enum
         && !c.options.iter().any(|o| o.eq_ignore_ascii_case(s))
     {
-        return Err(ConfigError::new(
-            at,
-            format!(
-                "'{}' is not an option of field '{}' ({})",
-                shown(s),
-                c.field,
-                c.options.join(", ")
-            ),
-        ));
+        return Err(ConfigError::new(at, format!("'{}' is not an option of field '{}' ({})", shown(s), c.field, c.options.join(", "))));
     }
     Ok(())
 }
@@ -749,10 +621,7 @@ fn check_text(text: &str, at: &str, known: &impl Fn(&str) -> bool) -> Result<(),
         return Err(ConfigError::new(at, "must not be empty"));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(ConfigError::new(
-            at,
-            format!("at most {MAX_TEXT_CHARS} characters"),
-        ));
+        return Err(ConfigError::new(at, format!("at most {MAX_TEXT_CHARS} characters")));
     }
     let segments = parse_template(text).map_err(|e| ConfigError::new(at, e))?;
     for s in segments {
@@ -761,10 +630,7 @@ fn check_text(text: &str, at: &str, known: &impl Fn(&str) -> bool) -> Result<(),
         {
             return Err(ConfigError::new(
                 at,
-                format!(
-                    "unknown variable '{{{{{name}}}}}': declare it in variables, collect it, or use a built-in ({})",
-                    BUILTIN_VARIABLES.join(", ")
-                ),
+                format!("unknown variable '{{{{{name}}}}}': declare it in variables, collect it, or use a built-in ({})", BUILTIN_VARIABLES.join(", ")),
             ));
         }
     }
@@ -810,10 +676,7 @@ pub fn parse_template(template: &str) -> Result<Vec<Segment<'_>>, String> {
             None => (inner.trim(), None),
         };
         if !is_identifier(name) {
-            return Err(format!(
-                "'{{{{{}}}}}' is not a variable: names are lower-case letters, digits and '_'",
-                shown(inner)
-            ));
+            return Err(format!("'{{{{{}}}}}' is not a variable: names are lower-case letters, digits and '_'", shown(inner)));
         }
         out.push(Segment::Var { name, fallback });
         rest = &after[close + 2..];
@@ -874,9 +737,7 @@ fn tidy_spaces(s: &str) -> String {
 
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && s.len() <= 64
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && s.len() <= 64
 }
 
 #[cfg(test)]
@@ -932,35 +793,24 @@ mod tests {
     #[test]
     fn example_parses() {
         let cfg = AgentConfig::parse(&example()).expect("valid");
-        let AgentConfig::Flow(f) = cfg else {
-            panic!("flow")
-        };
+        let AgentConfig::Flow(f) = cfg else { panic!("flow") };
         assert_eq!(f.flow.collected_fields(), vec!["caller_name", "severity"]);
         assert_eq!(f.flow.nodes.len(), 9);
-        let Some(Node::Collect(c)) = f.flow.node("sev") else {
-            panic!("collect")
-        };
+        let Some(Node::Collect(c)) = f.flow.node("sev") else { panic!("collect") };
         assert_eq!(c.max_attempts, DEFAULT_MAX_ATTEMPTS);
         assert_eq!(c.fail_target(), "by_field");
     }
 
     #[test]
     fn normalised_config_round_trips() {
-        let AgentConfig::Flow(f) = AgentConfig::parse(&example()).expect("valid") else {
-            panic!("flow")
-        };
+        let AgentConfig::Flow(f) = AgentConfig::parse(&example()).expect("valid") else { panic!("flow") };
         let v = serde_json::to_value(&f).expect("serialise");
-        assert_eq!(
-            AgentConfig::parse(&v).expect("valid again"),
-            AgentConfig::Flow(f)
-        );
+        assert_eq!(AgentConfig::parse(&v).expect("valid again"), AgentConfig::Flow(f));
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let e = err_at(example(), |v| {
-            v["flow"]["nodes"][0]["colour"] = json!("red")
-        });
+        let e = err_at(example(), |v| v["flow"]["nodes"][0]["colour"] = json!("red"));
         assert!(e.message.contains("colour"), "{e}");
         assert!(e.path.starts_with("flow.nodes[0]"), "{e}");
         let e = err_at(example(), |v| v["flow"]["nodes"][0]["type"] = json!("sing"));
@@ -973,167 +823,61 @@ mod tests {
     #[test]
     fn validation_paths() {
         assert_eq!(path_of(|v| v["flow"]["nodes"] = json!([])), "flow.nodes");
-        assert_eq!(
-            path_of(|v| v["flow"]["start"] = json!("nowhere")),
-            "flow.start"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["id"] = json!("greet")),
-            "flow.nodes[1].id"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][2]["id"] = json!("Ask Issue")),
-            "flow.nodes[2].id"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][0]["next"] = json!("nope")),
-            "flow.nodes[0].next"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["on_fail"] = json!("nope")),
-            "flow.nodes[1].on_fail"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][3]["default"] = json!("nope")),
-            "flow.nodes[3].default"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][3]["cases"][1]["next"] = json!("nope")),
-            "flow.nodes[3].cases[1].next"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][3]["cases"][0]["intent"] = json!("weather")),
-            "flow.nodes[3].cases[0].intent"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][6]["field"] = json!("shoe_size")),
-            "flow.nodes[6].field"
-        );
+        assert_eq!(path_of(|v| v["flow"]["start"] = json!("nowhere")), "flow.start");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["id"] = json!("greet")), "flow.nodes[1].id");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][2]["id"] = json!("Ask Issue")), "flow.nodes[2].id");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][0]["next"] = json!("nope")), "flow.nodes[0].next");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["on_fail"] = json!("nope")), "flow.nodes[1].on_fail");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][3]["default"] = json!("nope")), "flow.nodes[3].default");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][3]["cases"][1]["next"] = json!("nope")), "flow.nodes[3].cases[1].next");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][3]["cases"][0]["intent"] = json!("weather")), "flow.nodes[3].cases[0].intent");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][6]["field"] = json!("shoe_size")), "flow.nodes[6].field");
         assert_eq!(
             path_of(|v| {
-                v["flow"]["nodes"][6]
-                    .as_object_mut()
-                    .map(|o| o.remove("field"));
+                v["flow"]["nodes"][6].as_object_mut().map(|o| o.remove("field"));
             }),
             "flow.nodes[6].field"
         );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][3]["field"] = json!("severity")),
-            "flow.nodes[3].field"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][6]["cases"][0]["equals"] = json!("sev9")),
-            "flow.nodes[6].cases[0].equals"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][6]["cases"][1]["in"] = json!([])),
-            "flow.nodes[6].cases[1].in"
-        );
-        assert_eq!(
-            path_of(
-                |v| v["flow"]["nodes"][4]["cases"][0] = json!({"intent": "outage", "next": "bye"})
-            ),
-            "flow.nodes[4].cases[0]"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][4]["cases"][0]["intent"] = json!("outage")),
-            "flow.nodes[4].cases[0]"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][4]["cases"][0]["keywords"][1] = json!("  ")),
-            "flow.nodes[4].cases[0].keywords[1]"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][4]["cases"] = json!([])),
-            "flow.nodes[4].cases"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][5]["options"] = json!([])),
-            "flow.nodes[5].options"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][5]["options"][2] = json!("SEV1")),
-            "flow.nodes[5].options[2]"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][5]["synonyms"] = json!({"sev7": ["meh"]})),
-            "flow.nodes[5].synonyms.sev7"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["options"] = json!(["a"])),
-            "flow.nodes[1].options"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["max_attempts"] = json!(0)),
-            "flow.nodes[1].max_attempts"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["field"] = json!("call_id")),
-            "flow.nodes[1].field"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["field"] = json!("Name")),
-            "flow.nodes[1].field"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][0]["text"] = json!("  ")),
-            "flow.nodes[0].text"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["prompt"] = json!("")),
-            "flow.nodes[1].prompt"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][1]["retry_prompt"] = json!("")),
-            "flow.nodes[1].retry_prompt"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][8]["text"] = json!("")),
-            "flow.nodes[8].text"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["nodes"][7]["to"] = json!("5550100001")),
-            "flow.nodes[7].to"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["intents"]["Outage"] = json!(["x"])),
-            "flow.intents.Outage"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["intents"]["billing"] = json!([])),
-            "flow.intents.billing"
-        );
-        assert_eq!(
-            path_of(|v| v["flow"]["intents"]["billing"][2] = json!("!")),
-            "flow.intents.billing[2]"
-        );
+        assert_eq!(path_of(|v| v["flow"]["nodes"][3]["field"] = json!("severity")), "flow.nodes[3].field");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][6]["cases"][0]["equals"] = json!("sev9")), "flow.nodes[6].cases[0].equals");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][6]["cases"][1]["in"] = json!([])), "flow.nodes[6].cases[1].in");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][4]["cases"][0] = json!({"intent": "outage", "next": "bye"})), "flow.nodes[4].cases[0]");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][4]["cases"][0]["intent"] = json!("outage")), "flow.nodes[4].cases[0]");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][4]["cases"][0]["keywords"][1] = json!("  ")), "flow.nodes[4].cases[0].keywords[1]");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][4]["cases"] = json!([])), "flow.nodes[4].cases");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][5]["options"] = json!([])), "flow.nodes[5].options");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][5]["options"][2] = json!("SEV1")), "flow.nodes[5].options[2]");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][5]["synonyms"] = json!({"sev7": ["meh"]})), "flow.nodes[5].synonyms.sev7");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["options"] = json!(["a"])), "flow.nodes[1].options");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["max_attempts"] = json!(0)), "flow.nodes[1].max_attempts");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["field"] = json!("call_id")), "flow.nodes[1].field");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["field"] = json!("Name")), "flow.nodes[1].field");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][0]["text"] = json!("  ")), "flow.nodes[0].text");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["prompt"] = json!("")), "flow.nodes[1].prompt");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][1]["retry_prompt"] = json!("")), "flow.nodes[1].retry_prompt");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][8]["text"] = json!("")), "flow.nodes[8].text");
+        assert_eq!(path_of(|v| v["flow"]["nodes"][7]["to"] = json!("5550100001")), "flow.nodes[7].to");
+        assert_eq!(path_of(|v| v["flow"]["intents"]["Outage"] = json!(["x"])), "flow.intents.Outage");
+        assert_eq!(path_of(|v| v["flow"]["intents"]["billing"] = json!([])), "flow.intents.billing");
+        assert_eq!(path_of(|v| v["flow"]["intents"]["billing"][2] = json!("!")), "flow.intents.billing[2]");
     }
 
     #[test]
     fn template_errors_name_the_text() {
-        let e = err_at(example(), |v| {
-            v["flow"]["nodes"][0]["text"] = json!("Hi {{customer}}")
-        });
+        let e = err_at(example(), |v| v["flow"]["nodes"][0]["text"] = json!("Hi {{customer}}"));
         assert_eq!(e.path, "flow.nodes[0].text");
         assert!(e.message.contains("customer"), "{e}");
-        let e = err_at(example(), |v| {
-            v["flow"]["nodes"][2]["text"] = json!("Hi {{caller_name")
-        });
+        let e = err_at(example(), |v| v["flow"]["nodes"][2]["text"] = json!("Hi {{caller_name"));
         assert_eq!(e.path, "flow.nodes[2].text");
-        let e = err_at(example(), |v| {
-            v["flow"]["nodes"][2]["text"] = json!("Hi {{ two words }}")
-        });
+        let e = err_at(example(), |v| v["flow"]["nodes"][2]["text"] = json!("Hi {{ two words }}"));
         assert_eq!(e.path, "flow.nodes[2].text");
-        let e = err_at(example(), |v| {
-            v["flow"]["nodes"][7]["text"] = json!("Hi {{}}")
-        });
+        let e = err_at(example(), |v| v["flow"]["nodes"][7]["text"] = json!("Hi {{}}"));
         assert_eq!(e.path, "flow.nodes[7].text");
         // Built-ins, config variables and collected fields are all known.
         let ok = {
             let mut v = example();
-            v["flow"]["nodes"][0]["text"] = json!(
-                "{{agent_name}} v{{agent_version}} for {{company}}, call {{ call_id }} from {{from_number}} to {{to_number}}, {{severity|no severity}}."
-            );
+            v["flow"]["nodes"][0]["text"] =
+                json!("{{agent_name}} v{{agent_version}} for {{company}}, call {{ call_id }} from {{from_number}} to {{to_number}}, {{severity|no severity}}.");
             v
         };
         AgentConfig::parse(&ok).expect("known variables");
@@ -1152,22 +896,16 @@ mod tests {
 
     #[test]
     fn loops_that_never_wait_are_refused() {
-        let e = err_at(example(), |v| {
-            v["flow"]["nodes"][0]["next"] = json!("greet")
-        });
+        let e = err_at(example(), |v| v["flow"]["nodes"][0]["next"] = json!("greet"));
         assert_eq!(e.path, "flow.nodes[0].next");
         let e = err_at(example(), |v| {
             v["flow"]["nodes"][3]["default"] = json!("greet");
-            v["flow"]["nodes"][2] =
-                json!({"id": "ask_issue", "type": "say", "text": "Go on.", "next": "route"});
+            v["flow"]["nodes"][2] = json!({"id": "ask_issue", "type": "say", "text": "Go on.", "next": "route"});
             v["flow"]["nodes"][0]["next"] = json!("ask_issue");
             v["flow"]["nodes"][1]["next"] = json!("ask_issue");
         });
         assert_eq!(e.path, "flow.nodes[3].default");
-        assert!(
-            e.message.contains("greet -> ask_issue -> route -> greet"),
-            "{e}"
-        );
+        assert!(e.message.contains("greet -> ask_issue -> route -> greet"), "{e}");
         // A loop through an ask is fine: it waits each time round.
         let mut v = example();
         v["flow"]["nodes"][4]["default"] = json!("ask_issue");
@@ -1181,32 +919,20 @@ mod tests {
             segs,
             vec![
                 Segment::Text("Hi "),
-                Segment::Var {
-                    name: "name",
-                    fallback: Some("there")
-                },
+                Segment::Var { name: "name", fallback: Some("there") },
                 Segment::Text(", "),
-                Segment::Var {
-                    name: "x",
-                    fallback: None
-                },
+                Segment::Var { name: "x", fallback: None },
                 Segment::Text("!"),
             ]
         );
         assert!(parse_template("a {{b").is_err());
         assert!(parse_template("a {{b {{c}}").is_err());
         assert!(parse_template("a {b} }} c").is_ok());
-        assert_eq!(
-            template_variables("{{a}} {{b|c}}").expect("ok"),
-            vec!["a", "b"]
-        );
+        assert_eq!(template_variables("{{a}} {{b|c}}").expect("ok"), vec!["a", "b"]);
         let lookup = |n: &str| (n == "name").then(|| "Ada".to_owned());
         assert_eq!(render("Hi {{name}}.", &lookup), "Hi Ada.");
         assert_eq!(render("Thanks {{other}}, what?", &lookup), "Thanks, what?");
-        assert_eq!(
-            render("Thanks {{other|friend}}.", &lookup),
-            "Thanks friend."
-        );
+        assert_eq!(render("Thanks {{other|friend}}.", &lookup), "Thanks friend.");
         assert_eq!(render("Broken {{name", &lookup), "Broken {{name");
     }
 }

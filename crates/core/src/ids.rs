@@ -28,14 +28,9 @@ macro_rules! typed_id {
             }
 
             pub fn parse(value: &str) -> Result<Self, IdParseError> {
-                let ok = value
-                    .strip_prefix($prefix)
-                    .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-                if ok {
-                    Ok(Self(value.to_owned()))
-                } else {
-                    Err(IdParseError { kind: $kind, prefix: $prefix, value: value.chars().take(80).collect() })
-                }
+                let ok =
+                    value.strip_prefix($prefix).is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+                if ok { Ok(Self(value.to_owned())) } else { Err(IdParseError { kind: $kind, prefix: $prefix, value: value.chars().take(80).collect() }) }
             }
 
             pub fn as_str(&self) -> &str {

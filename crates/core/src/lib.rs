@@ -15,8 +15,6 @@ pub mod route;
 pub use agent::{AgentConfig, ConfigError};
 pub use call::{CallStatus, DisconnectionReason, IllegalTransition};
 pub use entry::{Direction, EntryPoint};
-pub use evidence::{
-    Annotation, AnnotationKind, ExtractedField, Role, Span, TimelineEvent, TranscriptTurn,
-};
+pub use evidence::{Annotation, AnnotationKind, ExtractedField, Role, Span, TimelineEvent, TranscriptTurn};
 pub use ids::{AgentId, AnnotationId, ApiKeyId, CallId, WorkItemId};
 pub use phone::{PhoneNumber, PhoneNumberError};

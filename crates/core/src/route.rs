@@ -141,7 +141,10 @@ pub fn resolve(req: &RouteRequest, lookup: &impl RouteLookup) -> Result<Route, R
                 let explanation = format!("Outbound call from {} uses the requested agent '{}' {how}{sep}{default}", number.phone_number, agent.name);
                 Route::new(entry_point, agent, version, hash, explanation).with_number(number)
             } else {
-                let agent_id = number.outbound_agent_id.as_ref().ok_or_else(|| RouteError::NoOutboundAgent { number: number.phone_number.clone(), what: "an outbound call" })?;
+                let agent_id = number
+                    .outbound_agent_id
+                    .as_ref()
+                    .ok_or_else(|| RouteError::NoOutboundAgent { number: number.phone_number.clone(), what: "an outbound call" })?;
                 let (agent, version, hash, how) = pick_version(lookup, agent_id, number.outbound_agent_version)?;
                 let explanation = format!("{} is assigned outbound agent '{}' {how}", number.phone_number, agent.name);
                 Route::new(entry_point, agent, version, hash, explanation).with_number(number)
@@ -150,7 +153,8 @@ pub fn resolve(req: &RouteRequest, lookup: &impl RouteLookup) -> Result<Route, R
         EntryPoint::Batch => {
             refuse_override(req, "batch calls use the selected number's outbound agent; agent_id cannot be set")?;
             let number = active_number(req, lookup, "batch calls need the selected from phone_number")?;
-            let agent_id = number.outbound_agent_id.as_ref().ok_or_else(|| RouteError::NoOutboundAgent { number: number.phone_number.clone(), what: "a batch" })?;
+            let agent_id =
+                number.outbound_agent_id.as_ref().ok_or_else(|| RouteError::NoOutboundAgent { number: number.phone_number.clone(), what: "a batch" })?;
             let (agent, version, hash, how) = pick_version(lookup, agent_id, number.outbound_agent_version)?;
             let batch = req.batch_id.as_deref().map(|b| format!("Batch {b}")).unwrap_or_else(|| "The batch".to_owned());
             let explanation = format!("{batch} dials from {}, whose outbound agent is '{}' {how}", number.phone_number, agent.name);
@@ -159,7 +163,10 @@ pub fn resolve(req: &RouteRequest, lookup: &impl RouteLookup) -> Result<Route, R
         EntryPoint::Workflow => {
             refuse_override(req, "workflow Voice Call nodes use the number's outbound agent; agent_id cannot be set")?;
             let number = active_number(req, lookup, "workflow Voice Call nodes need an active from phone_number")?;
-            let agent_id = number.outbound_agent_id.as_ref().ok_or_else(|| RouteError::NoOutboundAgent { number: number.phone_number.clone(), what: "a workflow Voice Call node" })?;
+            let agent_id = number
+                .outbound_agent_id
+                .as_ref()
+                .ok_or_else(|| RouteError::NoOutboundAgent { number: number.phone_number.clone(), what: "a workflow Voice Call node" })?;
             let (agent, version, hash, how) = pick_version(lookup, agent_id, number.outbound_agent_version)?;
             let node = match (&req.workflow_id, &req.node_id) {
                 (Some(w), Some(n)) => format!("Voice Call node '{n}' of workflow {w}"),
@@ -172,7 +179,8 @@ pub fn resolve(req: &RouteRequest, lookup: &impl RouteLookup) -> Result<Route, R
             Route::new(entry_point, agent, version, hash, explanation).with_number(number)
         }
         EntryPoint::Web | EntryPoint::Test => {
-            let agent_id = req.agent_id.as_ref().ok_or(RouteError::MissingInput { field: "agent_id", message: format!("{entry_point} calls need agent_id") })?;
+            let agent_id =
+                req.agent_id.as_ref().ok_or(RouteError::MissingInput { field: "agent_id", message: format!("{entry_point} calls need agent_id") })?;
             let (agent, version, hash, how) = pick_version(lookup, agent_id, req.agent_version)?;
             let kind = if entry_point == EntryPoint::Web { "Web call" } else { "Test call" };
             let explanation = format!("{kind} requested agent '{}' {how}", agent.name);
@@ -214,15 +222,13 @@ fn pick_version<'a>(lookup: &'a impl RouteLookup, agent_id: &AgentId, pinned: Op
     let agent = lookup.agent(agent_id).ok_or_else(|| RouteError::AgentNotFound(agent_id.clone()))?;
     match pinned {
         Some(v) => {
-            let (version, hash) = agent
-                .published(v)
-                .ok_or_else(|| RouteError::AgentVersionNotPublished(format!("agent '{}' has no published version {v}", agent.name)))?;
+            let (version, hash) =
+                agent.published(v).ok_or_else(|| RouteError::AgentVersionNotPublished(format!("agent '{}' has no published version {v}", agent.name)))?;
             Ok((agent, *version, hash.clone(), format!("version {version}")))
         }
         None => {
-            let (version, hash) = agent
-                .latest()
-                .ok_or_else(|| RouteError::AgentVersionNotPublished(format!("agent '{}' has no published version yet", agent.name)))?;
+            let (version, hash) =
+                agent.latest().ok_or_else(|| RouteError::AgentVersionNotPublished(format!("agent '{}' has no published version yet", agent.name)))?;
             Ok((agent, *version, hash.clone(), format!("version {version} (no version pinned, so its latest published version)")))
         }
     }

@@ -1,1 +1,18 @@
+//! The `dialnexa` binary's library: HTTP API, CLI and (later) workers. The only crate that
+//! wires the others together.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod state;
+pub mod testcall;
+
+pub use app::{prepare, router, serve};
+pub use config::Config;
+pub use state::AppState;

@@ -17,7 +17,8 @@ async fn published_versions(s: &SqlStore, ids: &[String]) -> Result<Vec<(String,
         return Ok(vec![]);
     }
     let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!("SELECT agent_id, version FROM agent_versions WHERE status = 'published' AND agent_id IN ({}) ORDER BY agent_id, version", params.join(", "));
+    let sql =
+        format!("SELECT agent_id, version FROM agent_versions WHERE status = 'published' AND agent_id IN ({}) ORDER BY agent_id, version", params.join(", "));
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for id in ids {
         q = q.bind(id);
@@ -87,25 +88,41 @@ async fn insert_draft(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &Agent
 
 pub(crate) async fn list_agents(s: &SqlStore, after: Option<&AgentId>, limit: u32) -> Result<Vec<AgentRecord>> {
     let rows = match after {
-        Some(a) => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a WHERE a.agent_id > $1 ORDER BY a.agent_id LIMIT $2"))).bind(a.as_str()).bind(i64::from(limit)).fetch_all(&s.pool).await?,
-        None => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a ORDER BY a.agent_id LIMIT $1"))).bind(i64::from(limit)).fetch_all(&s.pool).await?,
+        Some(a) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a WHERE a.agent_id > $1 ORDER BY a.agent_id LIMIT $2")))
+                .bind(a.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a ORDER BY a.agent_id LIMIT $1")))
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
     };
     agents_from_rows(s, rows).await
 }
 
 pub(crate) async fn get_agent(s: &SqlStore, id: &AgentId) -> Result<AgentRecord> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a WHERE a.agent_id = $1"))).bind(id.as_str()).fetch_all(&s.pool).await?;
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a WHERE a.agent_id = $1"))).bind(id.as_str()).fetch_all(&s.pool).await?;
     agents_from_rows(s, rows).await?.pop().ok_or(StoreError::NotFound)
 }
 
 pub(crate) async fn find_agent_by_name(s: &SqlStore, name: &str) -> Result<Option<AgentRecord>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a WHERE a.name = $1 ORDER BY a.created_at LIMIT 1"))).bind(name).fetch_all(&s.pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLS} FROM agents a WHERE a.name = $1 ORDER BY a.created_at LIMIT 1")))
+        .bind(name)
+        .fetch_all(&s.pool)
+        .await?;
     Ok(agents_from_rows(s, rows).await?.pop())
 }
 
 pub(crate) async fn update_draft(s: &SqlStore, id: &AgentId, draft: &NewVersion, now: jiff::Timestamp) -> Result<VersionRecord> {
     let mut tx = s.begin_write().await?;
-    let row = sqlx::query("SELECT draft_version FROM agents WHERE agent_id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    let row =
+        sqlx::query("SELECT draft_version FROM agents WHERE agent_id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
     let version: i64 = row.try_get(0)?;
     sqlx::query("UPDATE agent_versions SET kind = $3, config = $4, config_hash = $5 WHERE agent_id = $1 AND version = $2 AND status = 'draft'")
         .bind(id.as_str())
@@ -122,14 +139,16 @@ pub(crate) async fn update_draft(s: &SqlStore, id: &AgentId, draft: &NewVersion,
 
 pub(crate) async fn publish(s: &SqlStore, id: &AgentId, now: jiff::Timestamp) -> Result<VersionRecord> {
     let mut tx = s.begin_write().await?;
-    let row = sqlx::query("SELECT draft_version FROM agents WHERE agent_id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    let row =
+        sqlx::query("SELECT draft_version FROM agents WHERE agent_id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
     let version: i64 = row.try_get(0)?;
-    let draft = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLS} FROM agent_versions WHERE agent_id = $1 AND version = $2 AND status = 'draft'")))
-        .bind(id.as_str())
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("agent {id} has no draft {version}")))?;
+    let draft =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLS} FROM agent_versions WHERE agent_id = $1 AND version = $2 AND status = 'draft'")))
+            .bind(id.as_str())
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("agent {id} has no draft {version}")))?;
     let draft = version_from_row(&draft)?;
     sqlx::query("UPDATE agent_versions SET status = 'published', published_at = $3 WHERE agent_id = $1 AND version = $2 AND status = 'draft'")
         .bind(id.as_str())
@@ -139,7 +158,12 @@ pub(crate) async fn publish(s: &SqlStore, id: &AgentId, now: jiff::Timestamp) ->
         .await?;
     let next = u32_of(version + 1, "version")?;
     insert_draft(&mut tx, id, next, &NewVersion { kind: draft.kind, config: draft.config, config_hash: draft.config_hash }, now).await?;
-    sqlx::query("UPDATE agents SET draft_version = $2, updated_at = $3 WHERE agent_id = $1").bind(id.as_str()).bind(i64::from(next)).bind(ms(now)).execute(&mut *tx).await?;
+    sqlx::query("UPDATE agents SET draft_version = $2, updated_at = $3 WHERE agent_id = $1")
+        .bind(id.as_str())
+        .bind(i64::from(next))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     get_version(s, id, u32_of(version, "version")?).await
 }

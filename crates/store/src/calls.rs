@@ -124,7 +124,11 @@ pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], 
 }
 
 pub(crate) async fn get_call(s: &SqlStore, id: &CallId) -> Result<CallDetail> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM calls WHERE call_id = $1"))).bind(id.as_str()).fetch_optional(&s.pool).await?.ok_or(StoreError::NotFound)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM calls WHERE call_id = $1")))
+        .bind(id.as_str())
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let row = row_from(&row)?;
     let transcript = sqlx::query("SELECT turn_index, role, text, start_ms, end_ms FROM call_turns WHERE call_id = $1 ORDER BY turn_index")
         .bind(id.as_str())
@@ -146,25 +150,34 @@ pub(crate) async fn get_call(s: &SqlStore, id: &CallId) -> Result<CallDetail> {
         .fetch_all(&s.pool)
         .await?
         .iter()
-        .map(|r| Ok(TimelineEvent { at: ts(get(r, "at")?)?, offset_ms: u64_of(get(r, "offset_ms")?, "offset_ms")?, kind: get(r, "kind")?, detail: get(r, "detail")? }))
-        .collect::<Result<Vec<_>>>()?;
-    let annotations = list_annotations(s, &AnnotationFilter { call_id: Some(id.clone()), ..Default::default() }, None, 10_000).await?;
-    let handoffs = sqlx::query("SELECT handoff_id, integration_id, action, idempotency_key, status, reason FROM handoffs WHERE call_id = $1 ORDER BY created_at, handoff_id")
-        .bind(id.as_str())
-        .fetch_all(&s.pool)
-        .await?
-        .iter()
         .map(|r| {
-            Ok(HandoffSummary {
-                handoff_id: get(r, "handoff_id")?,
-                integration_id: get(r, "integration_id")?,
-                action: get(r, "action")?,
-                idempotency_key: get(r, "idempotency_key")?,
-                status: get(r, "status")?,
-                reason: get(r, "reason")?,
+            Ok(TimelineEvent {
+                at: ts(get(r, "at")?)?,
+                offset_ms: u64_of(get(r, "offset_ms")?, "offset_ms")?,
+                kind: get(r, "kind")?,
+                detail: get(r, "detail")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let annotations = list_annotations(s, &AnnotationFilter { call_id: Some(id.clone()), ..Default::default() }, None, 10_000).await?;
+    let handoffs = sqlx::query(
+        "SELECT handoff_id, integration_id, action, idempotency_key, status, reason FROM handoffs WHERE call_id = $1 ORDER BY created_at, handoff_id",
+    )
+    .bind(id.as_str())
+    .fetch_all(&s.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(HandoffSummary {
+            handoff_id: get(r, "handoff_id")?,
+            integration_id: get(r, "integration_id")?,
+            action: get(r, "action")?,
+            idempotency_key: get(r, "idempotency_key")?,
+            status: get(r, "status")?,
+            reason: get(r, "reason")?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
     Ok(CallDetail { row, timeline, transcript, annotations, handoffs })
 }
 
@@ -208,7 +221,7 @@ impl Conditions {
     }
 }
 
-pub(crate) async fn list_calls(s: &SqlStore, f: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>> {
+fn filter_conditions(f: &CallFilter) -> Conditions {
     let mut c = Conditions::default();
     if let Some(v) = &f.entry_point {
         c.text("entry_point = ?", v);
@@ -245,6 +258,11 @@ pub(crate) async fn list_calls(s: &SqlStore, f: &CallFilter, after: Option<&Call
     if let Some(v) = &f.handoff_status {
         c.text("EXISTS (SELECT 1 FROM handoffs h WHERE h.call_id = calls.call_id AND h.status = ?)", v);
     }
+    c
+}
+
+pub(crate) async fn list_calls(s: &SqlStore, f: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>> {
+    let mut c = filter_conditions(f);
     if let Some(cur) = after {
         let a = c.next();
         c.binds.push(Bind::Int(cur.created_at_ms));
@@ -326,3 +344,21 @@ pub(crate) async fn list_annotations(s: &SqlStore, f: &AnnotationFilter, after: 
         .collect()
 }
 
+/// The (agent, version) pairs among the calls a filter selects: export names its field
+/// columns from what those versions declare.
+pub(crate) async fn distinct_agent_versions(s: &SqlStore, f: &CallFilter) -> Result<Vec<(AgentId, u32)>> {
+    let c = filter_conditions(f);
+    let extra = if c.sql.is_empty() { "WHERE agent_id IS NOT NULL" } else { "AND agent_id IS NOT NULL" };
+    let sql = format!("SELECT DISTINCT agent_id, agent_version FROM calls {} {extra}", c.where_clause());
+    let rows = c.bind_all(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(&s.pool).await?;
+    let mut out = rows
+        .iter()
+        .filter_map(|r| {
+            let id: Option<String> = get(r, "agent_id").ok()?;
+            let v: Option<i64> = get(r, "agent_version").ok()?;
+            Some((AgentId::parse(&id?).ok()?, u32::try_from(v?).ok()?))
+        })
+        .collect::<Vec<_>>();
+    out.sort();
+    Ok(out)
+}

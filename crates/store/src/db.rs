@@ -77,7 +77,9 @@ impl SqlStore {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL + FULL: every commit is synced; busy_timeout waits for the writer.
-                        sqlx::raw_sql("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;").execute(&mut *conn).await?;
+                        sqlx::raw_sql("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })

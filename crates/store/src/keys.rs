@@ -20,7 +20,10 @@ pub(crate) async fn insert_api_key(s: &SqlStore, k: &ApiKeyRecord) -> Result<()>
 }
 
 pub(crate) async fn find_api_key(s: &SqlStore, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-    let row = sqlx::query("SELECT key_id, name, key_hash, hint, created_at, revoked_at FROM api_keys WHERE key_hash = $1").bind(key_hash).fetch_optional(&s.pool).await?;
+    let row = sqlx::query("SELECT key_id, name, key_hash, hint, created_at, revoked_at FROM api_keys WHERE key_hash = $1")
+        .bind(key_hash)
+        .fetch_optional(&s.pool)
+        .await?;
     row.map(|r| {
         Ok(ApiKeyRecord {
             key_id: get(&r, "key_id")?,
@@ -46,7 +49,10 @@ const IN_PROGRESS_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 pub(crate) async fn begin(s: &SqlStore, scope: &str, request_hash: &str, now: jiff::Timestamp) -> Result<IdempotencyBegin> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
-    let row = sqlx::query("SELECT request_hash, state, response_status, response_body, created_at FROM idempotency_keys WHERE scope_hash = $1").bind(scope).fetch_optional(&mut *tx).await?;
+    let row = sqlx::query("SELECT request_hash, state, response_status, response_body, created_at FROM idempotency_keys WHERE scope_hash = $1")
+        .bind(scope)
+        .fetch_optional(&mut *tx)
+        .await?;
     if let Some(r) = row {
         let created: i64 = get(&r, "created_at")?;
         let state: String = get(&r, "state")?;

@@ -18,7 +18,7 @@ pub mod queue;
 pub mod testing;
 mod types;
 
-pub use db::{Backend, SqlStore};
+pub use db::{Backend, SqlStore, redact_url};
 pub use queue::{Claimed, Completion, NewWork, RetrySchedule, WorkFailure};
 pub use types::*;
 
@@ -82,6 +82,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_call(&self, call: &NewCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()>;
     async fn get_call(&self, call_id: &CallId) -> Result<CallDetail>;
     async fn list_calls(&self, filter: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>>;
+    async fn distinct_agent_versions(&self, filter: &CallFilter) -> Result<Vec<(AgentId, u32)>>;
     async fn add_annotation(&self, annotation: &Annotation) -> Result<()>;
     async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>>;
 
@@ -170,6 +171,9 @@ impl Store for SqlStore {
     }
     async fn list_calls(&self, filter: &CallFilter, after: Option<&CallCursor>, limit: u32) -> Result<Vec<CallRow>> {
         calls::list_calls(self, filter, after, limit).await
+    }
+    async fn distinct_agent_versions(&self, filter: &CallFilter) -> Result<Vec<(AgentId, u32)>> {
+        calls::distinct_agent_versions(self, filter).await
     }
     async fn add_annotation(&self, annotation: &Annotation) -> Result<()> {
         calls::add_annotation(self, annotation).await

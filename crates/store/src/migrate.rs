@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use crate::db::{Backend, SqlStore};
 use crate::Result;
+use crate::db::{Backend, SqlStore};
 
 struct Migration {
     version: i64,
@@ -25,8 +25,11 @@ pub(crate) async fn run(store: &SqlStore) -> Result<()> {
         // Several nodes may start at once; one migrates, the others wait for it.
         sqlx::query("SELECT pg_advisory_xact_lock(7245019)").execute(&mut *tx).await?;
     }
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").execute(&mut *tx).await?;
-    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let applied: Vec<i64> =
+        sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?;
     for m in MIGRATIONS {
         if applied.contains(&m.version) {
             continue;

@@ -47,14 +47,29 @@ pub(crate) async fn create(s: &SqlStore, n: &PhoneNumberRecord) -> Result<()> {
 
 pub(crate) async fn list(s: &SqlStore, after: Option<&PhoneNumber>, limit: u32) -> Result<Vec<PhoneNumberRecord>> {
     let rows = match after {
-        Some(a) => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM phone_numbers WHERE phone_number > $1 ORDER BY phone_number LIMIT $2"))).bind(a.as_str()).bind(i64::from(limit)).fetch_all(&s.pool).await?,
-        None => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM phone_numbers ORDER BY phone_number LIMIT $1"))).bind(i64::from(limit)).fetch_all(&s.pool).await?,
+        Some(a) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM phone_numbers WHERE phone_number > $1 ORDER BY phone_number LIMIT $2")))
+                .bind(a.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM phone_numbers ORDER BY phone_number LIMIT $1")))
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
     };
     rows.iter().map(from_row).collect()
 }
 
 pub(crate) async fn get_one(s: &SqlStore, n: &PhoneNumber) -> Result<PhoneNumberRecord> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM phone_numbers WHERE phone_number = $1"))).bind(n.as_str()).fetch_optional(&s.pool).await?.ok_or(StoreError::NotFound)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM phone_numbers WHERE phone_number = $1")))
+        .bind(n.as_str())
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     from_row(&row)
 }
 

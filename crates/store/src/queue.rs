@@ -45,7 +45,9 @@ pub struct Claimed {
 pub enum Completion {
     Done,
     /// Will run again at this time.
-    Retrying { at: jiff::Timestamp },
+    Retrying {
+        at: jiff::Timestamp,
+    },
     /// Retries ran out.
     Dead,
     /// Not worth retrying.
@@ -199,13 +201,15 @@ pub(crate) async fn claim(s: &SqlStore, kinds: &[&str], worker: &str, limit: u32
 
 pub(crate) async fn heartbeat(s: &SqlStore, c: &Claimed, lease: Duration, now: jiff::Timestamp) -> Result<bool> {
     let expires = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-    let done = sqlx::query("UPDATE work_items SET lease_expires_at = $3, updated_at = $4 WHERE id = $1 AND state = 'running' AND lease_seq = $2 AND lease_expires_at >= $4")
-        .bind(&c.id)
-        .bind(c.lease_seq)
-        .bind(expires)
-        .bind(ms(now))
-        .execute(&s.pool)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE work_items SET lease_expires_at = $3, updated_at = $4 WHERE id = $1 AND state = 'running' AND lease_seq = $2 AND lease_expires_at >= $4",
+    )
+    .bind(&c.id)
+    .bind(c.lease_seq)
+    .bind(expires)
+    .bind(ms(now))
+    .execute(&s.pool)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -228,12 +232,14 @@ const FENCE: &str = "id = $1 AND state = 'running' AND lease_seq = $2 AND lease_
 pub(crate) async fn complete(s: &SqlStore, c: &Claimed, now: jiff::Timestamp) -> Result<Completion> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE work_items SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 WHERE {FENCE}")))
-        .bind(&c.id)
-        .bind(c.lease_seq)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE work_items SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 WHERE {FENCE}"
+    )))
+    .bind(&c.id)
+    .bind(c.lease_seq)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
     if done.rows_affected() == 0 {
         tx.rollback().await?;
         return Ok(Completion::Stale);
@@ -321,4 +327,3 @@ pub(crate) async fn work_attempts(s: &SqlStore, id: &str) -> Result<Vec<WorkAtte
         })
         .collect()
 }
-

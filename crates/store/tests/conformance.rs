@@ -16,7 +16,19 @@ macro_rules! on_both {
     };
 }
 
-on_both!(agents_and_versions, phone_numbers_and_route_snapshot, calls_list_filters_and_cursor, annotations, idempotency_records, api_keys, queue_two_workers_never_hold_the_same_item, queue_expired_lease_is_rescued, queue_stale_completion_changes_nothing, queue_retries_back_off_then_die, queue_dedup_and_outbox);
+on_both!(
+    agents_and_versions,
+    phone_numbers_and_route_snapshot,
+    calls_list_filters_and_cursor,
+    annotations,
+    idempotency_records,
+    api_keys,
+    queue_two_workers_never_hold_the_same_item,
+    queue_expired_lease_is_rescued,
+    queue_stale_completion_changes_nothing,
+    queue_retries_back_off_then_die,
+    queue_dedup_and_outbox
+);
 
 fn t(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(1_790_000_000_000 + ms).unwrap()
@@ -224,7 +236,8 @@ async fn annotations(b: Backend) {
     assert_eq!(all.len(), 2);
     let only = s.list_annotations(&AnnotationFilter { kind: Some(AnnotationKind::PromptSuggestion), ..Default::default() }, None, 10).await.unwrap();
     assert_eq!(only.len(), 1);
-    let after = s.list_annotations(&AnnotationFilter::default(), Some(&(all[0].created_at.as_millisecond(), all[0].annotation_id.to_string())), 10).await.unwrap();
+    let after =
+        s.list_annotations(&AnnotationFilter::default(), Some(&(all[0].created_at.as_millisecond(), all[0].annotation_id.to_string())), 10).await.unwrap();
     assert_eq!(after, vec![all[1].clone()]);
     assert_eq!(s.get_call(&c.row.call_id).await.unwrap().annotations.len(), 2);
 }

@@ -11,13 +11,8 @@ mod text_call;
 #[cfg(test)]
 mod tests;
 
-pub use extract::{
-    CONFIDENCE_EXACT, CONFIDENCE_FREE_TEXT, CONFIDENCE_SPOKEN, CONFIDENCE_UNNORMALISED_PHONE,
-    Extraction, FieldSpec, extract,
-};
-pub use session::{
-    CollectedField, Ending, FlowEvent, FlowEventKind, FlowSession, Outcome, SessionError, Step,
-};
+pub use extract::{CONFIDENCE_EXACT, CONFIDENCE_FREE_TEXT, CONFIDENCE_SPOKEN, CONFIDENCE_UNNORMALISED_PHONE, Extraction, FieldSpec, extract};
+pub use session::{CollectedField, Ending, FlowEvent, FlowEventKind, FlowSession, Outcome, SessionError, Step};
 pub use text::NEGATION_WINDOW;
 pub use text_call::{FlowTimelineEvent, TextCall, TransferInfo, clock, run_text_call};
 

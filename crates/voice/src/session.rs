@@ -153,11 +153,7 @@ struct StepBuilder {
 
 impl StepBuilder {
     fn new() -> Self {
-        Self {
-            texts: Vec::new(),
-            events: Vec::new(),
-            fields: Vec::new(),
-        }
+        Self { texts: Vec::new(), events: Vec::new(), fields: Vec::new() }
     }
 
     fn event(&mut self, kind: FlowEventKind, detail: String) {
@@ -166,12 +162,7 @@ impl StepBuilder {
 
     fn finish(self, outcome: Outcome) -> Step {
         let utterance = (!self.texts.is_empty()).then(|| self.texts.join(" "));
-        Step {
-            utterance,
-            events: self.events,
-            fields: self.fields,
-            outcome,
-        }
+        Step { utterance, events: self.events, fields: self.fields, outcome }
     }
 }
 
@@ -179,21 +170,11 @@ impl FlowSession {
     /// A session for one call. `variables` are the call's own (built-ins such as `call_id`
     /// included); they override the config's defaults. The config is validated again so
     /// that a hand-built config cannot send the runtime to a node that does not exist.
-    pub fn new(
-        config: Arc<FlowAgentConfig>,
-        variables: BTreeMap<String, String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(config: Arc<FlowAgentConfig>, variables: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         config.flow.validate(&config.variables, "flow")?;
         let mut merged = config.variables.clone();
         merged.extend(variables);
-        Ok(Self {
-            config,
-            variables: merged,
-            collected: BTreeMap::new(),
-            state: State::NotStarted,
-            agent_turns: 0,
-            last_caller_text: String::new(),
-        })
+        Ok(Self { config, variables: merged, collected: BTreeMap::new(), state: State::NotStarted, agent_turns: 0, last_caller_text: String::new() })
     }
 
     /// The agent's opening: everything up to the first wait (or the end).
@@ -270,12 +251,7 @@ impl FlowSession {
     }
 
     fn render(&self, template: &str) -> String {
-        render(template, &|name: &str| {
-            self.collected
-                .get(name)
-                .map(value_text)
-                .or_else(|| self.variables.get(name).cloned())
-        })
+        render(template, &|name: &str| self.collected.get(name).map(value_text).or_else(|| self.variables.get(name).cloned()))
     }
 
     /// Queue speech. The first speech of a step opens a new agent turn, which the
@@ -283,13 +259,7 @@ impl FlowSession {
     fn speak(&mut self, text: &str, b: &mut StepBuilder) -> bool {
         if b.texts.is_empty() {
             if self.agent_turns >= self.config.max_turns {
-                b.event(
-                    FlowEventKind::MaxTurnsReached,
-                    format!(
-                        "the agent reached its bound of {} turns; ending the call",
-                        self.config.max_turns
-                    ),
-                );
+                b.event(FlowEventKind::MaxTurnsReached, format!("the agent reached its bound of {} turns; ending the call", self.config.max_turns));
                 return false;
             }
             self.agent_turns += 1;
@@ -310,10 +280,7 @@ impl FlowSession {
             let Some(node) = nodes.get(current) else {
                 return self.end(None, Ending::AgentHangup);
             };
-            b.event(
-                FlowEventKind::NodeEntered,
-                format!("entered {} node '{}'", node.kind(), node.id()),
-            );
+            b.event(FlowEventKind::NodeEntered, format!("entered {} node '{}'", node.kind(), node.id()));
             let next = match node {
                 Node::Say(n) => {
                     if !self.speak(&n.text, b) {
@@ -325,20 +292,14 @@ impl FlowSession {
                     if !self.speak(&n.text, b) {
                         return self.end(Some(current), Ending::MaxTurns);
                     }
-                    self.state = State::Waiting {
-                        node: current,
-                        attempt: 1,
-                    };
+                    self.state = State::Waiting { node: current, attempt: 1 };
                     return Outcome::AwaitingCaller;
                 }
                 Node::Collect(n) => {
                     if !self.speak(&n.prompt, b) {
                         return self.end(Some(current), Ending::MaxTurns);
                     }
-                    self.state = State::Waiting {
-                        node: current,
-                        attempt: 1,
-                    };
+                    self.state = State::Waiting { node: current, attempt: 1 };
                     return Outcome::AwaitingCaller;
                 }
                 Node::Branch(n) => self.branch(n, b),
@@ -346,10 +307,7 @@ impl FlowSession {
                     if !self.speak(&n.text, b) {
                         return self.end(Some(current), Ending::MaxTurns);
                     }
-                    b.event(
-                        FlowEventKind::Transfer,
-                        format!("transferring the call to {}", n.to),
-                    );
+                    b.event(FlowEventKind::Transfer, format!("transferring the call to {}", n.to));
                     return self.end(Some(current), Ending::Transfer { to: n.to.clone() });
                 }
                 Node::End(n) => {
@@ -364,26 +322,12 @@ impl FlowSession {
                 None => return self.end(Some(current), Ending::AgentHangup),
             }
         }
-        b.event(
-            FlowEventKind::LoopBoundReached,
-            format!("passed {bound} nodes without waiting for the caller; ending the call"),
-        );
+        b.event(FlowEventKind::LoopBoundReached, format!("passed {bound} nodes without waiting for the caller; ending the call"));
         self.end(Some(current), Ending::MaxTurns)
     }
 
-    fn answer_collect(
-        &mut self,
-        node_index: usize,
-        c: &CollectNode,
-        attempt: u32,
-        text: &str,
-        b: &mut StepBuilder,
-    ) -> Outcome {
-        let spec = FieldSpec {
-            field_type: c.field_type,
-            options: &c.options,
-            synonyms: &c.synonyms,
-        };
+    fn answer_collect(&mut self, node_index: usize, c: &CollectNode, attempt: u32, text: &str, b: &mut StepBuilder) -> Outcome {
+        let spec = FieldSpec { field_type: c.field_type, options: &c.options, synonyms: &c.synonyms };
         if let Some(x) = extract(spec, text) {
             b.event(
                 FlowEventKind::FieldCollected,
@@ -409,32 +353,18 @@ impl FlowSession {
         if attempt < c.max_attempts {
             b.event(
                 FlowEventKind::Reprompt,
-                format!(
-                    "no {} heard for {} (attempt {attempt} of {}); asking again",
-                    c.field_type.as_str(),
-                    c.field,
-                    c.max_attempts
-                ),
+                format!("no {} heard for {} (attempt {attempt} of {}); asking again", c.field_type.as_str(), c.field, c.max_attempts),
             );
             let prompt = c.retry_prompt.as_deref().unwrap_or(&c.prompt);
             if !self.speak(prompt, b) {
                 return self.end(Some(node_index), Ending::MaxTurns);
             }
-            self.state = State::Waiting {
-                node: node_index,
-                attempt: attempt + 1,
-            };
+            self.state = State::Waiting { node: node_index, attempt: attempt + 1 };
             return Outcome::AwaitingCaller;
         }
         b.event(
             FlowEventKind::FieldMissed,
-            format!(
-                "no {} heard for {} after {} attempts; going to '{}' without it",
-                c.field_type.as_str(),
-                c.field,
-                c.max_attempts,
-                c.fail_target()
-            ),
+            format!("no {} heard for {} after {} attempts; going to '{}' without it", c.field_type.as_str(), c.field, c.max_attempts, c.fail_target()),
         );
         self.goto(c.fail_target(), b)
     }
@@ -444,25 +374,13 @@ impl FlowSession {
         let tokens = tokenize(&self.last_caller_text);
         for (j, case) in n.cases.iter().enumerate() {
             if let Some(why) = self.case_matches(n, case.test(), &tokens) {
-                b.event(
-                    FlowEventKind::BranchTaken,
-                    format!(
-                        "branch '{}' on {}: case {j} matched ({why}); going to '{}'",
-                        n.id,
-                        n.on.as_str(),
-                        case.next
-                    ),
-                );
+                b.event(FlowEventKind::BranchTaken, format!("branch '{}' on {}: case {j} matched ({why}); going to '{}'", n.id, n.on.as_str(), case.next));
                 return &case.next;
             }
         }
         let mut why = String::from("no case matched");
         if matches!(n.on, BranchOn::Keywords | BranchOn::Intent) {
-            let phrases: Vec<&str> = n
-                .cases
-                .iter()
-                .flat_map(|c| self.case_phrases(c.test()))
-                .collect();
+            let phrases: Vec<&str> = n.cases.iter().flat_map(|c| self.case_phrases(c.test())).collect();
             if let Some((p, m)) = first_negated(&tokens, &phrases)
                 && let Some(neg) = m.negated_by
             {
@@ -473,64 +391,31 @@ impl FlowSession {
                 );
             }
         }
-        b.event(
-            FlowEventKind::BranchTaken,
-            format!(
-                "branch '{}' on {}: {why}; going to default '{}'",
-                n.id,
-                n.on.as_str(),
-                n.default
-            ),
-        );
+        b.event(FlowEventKind::BranchTaken, format!("branch '{}' on {}: {why}; going to default '{}'", n.id, n.on.as_str(), n.default));
         &n.default
     }
 
     fn case_phrases<'a>(&'a self, test: Option<CaseTest<'a>>) -> Vec<&'a str> {
         match test {
             Some(CaseTest::Keywords(k)) => k.iter().map(String::as_str).collect(),
-            Some(CaseTest::Intent(i)) => self
-                .config
-                .flow
-                .intents
-                .get(i)
-                .map(|p| p.iter().map(String::as_str).collect())
-                .unwrap_or_default(),
+            Some(CaseTest::Intent(i)) => self.config.flow.intents.get(i).map(|p| p.iter().map(String::as_str).collect()).unwrap_or_default(),
             _ => Vec::new(),
         }
     }
 
     /// Why a case matches, or `None`.
-    fn case_matches(
-        &self,
-        n: &BranchNode,
-        test: Option<CaseTest<'_>>,
-        tokens: &[Token],
-    ) -> Option<String> {
-        let heard = |phrases: Vec<&str>| {
-            first_affirmed(tokens, &phrases).map(|(_, m)| {
-                format!(
-                    "heard \"{}\"",
-                    slice(&self.last_caller_text, tokens, m.first, m.last)
-                )
-            })
-        };
+    fn case_matches(&self, n: &BranchNode, test: Option<CaseTest<'_>>, tokens: &[Token]) -> Option<String> {
+        let heard =
+            |phrases: Vec<&str>| first_affirmed(tokens, &phrases).map(|(_, m)| format!("heard \"{}\"", slice(&self.last_caller_text, tokens, m.first, m.last)));
         let field = n.field.as_deref().unwrap_or_default();
         let value = self.collected.get(field);
         match test? {
             t @ CaseTest::Keywords(_) => heard(self.case_phrases(Some(t))),
-            t @ CaseTest::Intent(name) => {
-                heard(self.case_phrases(Some(t))).map(|h| format!("intent {name}: {h}"))
-            }
-            CaseTest::Equals(want) => value
-                .filter(|v| values_equal(v, want))
-                .map(|v| format!("{field} = {v}")),
-            CaseTest::In(list) => value
-                .filter(|v| list.iter().any(|w| values_equal(v, w)))
-                .map(|v| format!("{field} = {v}, one of the listed values")),
+            t @ CaseTest::Intent(name) => heard(self.case_phrases(Some(t))).map(|h| format!("intent {name}: {h}")),
+            CaseTest::Equals(want) => value.filter(|v| values_equal(v, want)).map(|v| format!("{field} = {v}")),
+            CaseTest::In(list) => value.filter(|v| list.iter().any(|w| values_equal(v, w))).map(|v| format!("{field} = {v}, one of the listed values")),
             CaseTest::Present(true) => value.map(|v| format!("{field} was collected ({v})")),
-            CaseTest::Present(false) => value
-                .is_none()
-                .then(|| format!("{field} was not collected")),
+            CaseTest::Present(false) => value.is_none().then(|| format!("{field} was not collected")),
         }
     }
 }

@@ -25,24 +25,14 @@ fn call(cfg: &FlowAgentConfig, script: &[&str]) -> TextCall {
 }
 
 fn builtins() -> BTreeMap<String, String> {
-    [
-        ("call_id", "call_0001"),
-        ("from_number", "+15550100100"),
-        ("to_number", "+15550100200"),
-        ("agent_name", "Test agent"),
-        ("agent_version", "3"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    [("call_id", "call_0001"), ("from_number", "+15550100100"), ("to_number", "+15550100200"), ("agent_name", "Test agent"), ("agent_version", "3")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 fn agent_lines(c: &TextCall) -> Vec<&str> {
-    c.transcript
-        .iter()
-        .filter(|t| t.role == Role::Agent)
-        .map(|t| t.text.as_str())
-        .collect()
+    c.transcript.iter().filter(|t| t.role == Role::Agent).map(|t| t.text.as_str()).collect()
 }
 
 fn kinds(c: &TextCall) -> Vec<&str> {
@@ -57,45 +47,27 @@ fn check_spans(c: &TextCall) {
         let turn = &c.transcript[f.span.turn as usize];
         assert_eq!(turn.role, Role::Caller, "{name}");
         let len = turn.text.chars().count() as u32;
-        assert!(
-            f.span.start < f.span.end && f.span.end <= len,
-            "{name}: {:?}",
-            f.span
-        );
+        assert!(f.span.start < f.span.end && f.span.end <= len, "{name}: {:?}", f.span);
     }
 }
 
 fn span_text(c: &TextCall, field: &str) -> String {
     let f = &c.fields[field];
-    c.transcript[f.span.turn as usize]
-        .text
-        .chars()
-        .skip(f.span.start as usize)
-        .take((f.span.end - f.span.start) as usize)
-        .collect()
+    c.transcript[f.span.turn as usize].text.chars().skip(f.span.start as usize).take((f.span.end - f.span.start) as usize).collect()
 }
 
 fn check_timing(c: &TextCall) {
     let mut last_end = 0;
     for (i, t) in c.transcript.iter().enumerate() {
         assert_eq!(t.index as usize, i);
-        assert!(
-            t.start_ms > last_end || (i == 0 && t.start_ms > 0),
-            "turn {i} overlaps"
-        );
-        assert!(
-            t.end_ms >= t.start_ms + clock::MIN_TURN_MS,
-            "turn {i} too short"
-        );
+        assert!(t.start_ms > last_end || (i == 0 && t.start_ms > 0), "turn {i} overlaps");
+        assert!(t.end_ms >= t.start_ms + clock::MIN_TURN_MS, "turn {i} too short");
         last_end = t.end_ms;
     }
     assert!(c.duration_ms >= last_end);
     let offsets: Vec<u64> = c.timeline.iter().map(|e| e.offset_ms).collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
-    assert_eq!(
-        c.timeline.last().map(|e| e.kind.as_str()),
-        Some("call_ended")
-    );
+    assert_eq!(c.timeline.last().map(|e| e.kind.as_str()), Some("call_ended"));
 }
 
 fn example() -> FlowAgentConfig {
@@ -132,19 +104,10 @@ fn example() -> FlowAgentConfig {
 fn session_merges_speech_until_a_wait() {
     let mut s = FlowSession::new(Arc::new(example()), builtins()).expect("valid");
     let step = s.start().expect("start");
-    assert_eq!(
-        step.utterance.as_deref(),
-        Some("Hi, this is Acme support. Who am I speaking with?")
-    );
+    assert_eq!(step.utterance.as_deref(), Some("Hi, this is Acme support. Who am I speaking with?"));
     assert_eq!(step.outcome, Outcome::AwaitingCaller);
     let entered: Vec<&str> = step.events.iter().map(|e| e.detail.as_str()).collect();
-    assert_eq!(
-        entered,
-        [
-            "entered say node 'greet'",
-            "entered collect node 'ask_name'"
-        ]
-    );
+    assert_eq!(entered, ["entered say node 'greet'", "entered collect node 'ask_name'"]);
     assert_eq!(s.current_node(), Some("ask_name"));
     assert_eq!(s.start(), Err(SessionError::AlreadyStarted));
 
@@ -153,24 +116,12 @@ fn session_merges_speech_until_a_wait() {
     assert_eq!(step.fields[0].name, "caller_name");
     assert_eq!(step.fields[0].value, json!("Ada Lovelace"));
     assert_eq!((step.fields[0].start, step.fields[0].end), (11, 23));
-    assert_eq!(
-        step.utterance.as_deref(),
-        Some("Thanks Ada Lovelace. What is going wrong?")
-    );
+    assert_eq!(step.utterance.as_deref(), Some("Thanks Ada Lovelace. What is going wrong?"));
     assert_eq!(s.collected()["caller_name"], json!("Ada Lovelace"));
 
     let step = s.caller_said("The dashboard is down").expect("turn");
-    assert_eq!(
-        step.outcome,
-        Outcome::Ended(Ending::Transfer {
-            to: "+15550100001".to_owned()
-        })
-    );
-    let branch = step
-        .events
-        .iter()
-        .find(|e| e.kind == FlowEventKind::BranchTaken)
-        .expect("branch event");
+    assert_eq!(step.outcome, Outcome::Ended(Ending::Transfer { to: "+15550100001".to_owned() }));
+    let branch = step.events.iter().find(|e| e.kind == FlowEventKind::BranchTaken).expect("branch event");
     assert!(branch.detail.contains("intent outage"), "{}", branch.detail);
     assert!(branch.detail.contains("\"down\""), "{}", branch.detail);
     assert!(s.is_ended());
@@ -199,18 +150,10 @@ fn intent_branch_transfers() {
 
 #[test]
 fn negation_blocks_intent_and_keywords() {
-    let c = call(
-        &example(),
-        &["Ada", "It's not down, I just have a question", "No."],
-    );
+    let c = call(&example(), &["Ada", "It's not down, I just have a question", "No."]);
     assert_eq!(c.disconnection_reason, DisconnectionReason::AgentHangup);
     assert_eq!(c.final_node.as_deref(), Some("bye"));
-    let branch = &c
-        .timeline
-        .iter()
-        .find(|e| e.kind == "branch_taken")
-        .expect("branch")
-        .detail;
+    let branch = &c.timeline.iter().find(|e| e.kind == "branch_taken").expect("branch").detail;
     assert!(branch.contains("default 'confirm'"), "{branch}");
     assert!(branch.contains("negated by \"not\""), "{branch}");
 
@@ -224,15 +167,9 @@ fn negation_blocks_intent_and_keywords() {
 
 #[test]
 fn billing_intent_and_collected_variable() {
-    let c = call(
-        &example(),
-        &["this is Grace", "There is a wrong charge on my invoice"],
-    );
+    let c = call(&example(), &["this is Grace", "There is a wrong charge on my invoice"]);
     assert_eq!(c.disconnection_reason, DisconnectionReason::AgentHangup);
-    assert_eq!(
-        agent_lines(&c).last().copied(),
-        Some("Billing is handled by email, Grace.")
-    );
+    assert_eq!(agent_lines(&c).last().copied(), Some("Billing is handled by email, Grace."));
 }
 
 #[test]
@@ -249,10 +186,7 @@ fn reprompt_then_on_fail() {
         ]
     );
     let k = kinds(&c);
-    assert!(
-        k.contains(&"reprompt") && k.contains(&"field_missed"),
-        "{k:?}"
-    );
+    assert!(k.contains(&"reprompt") && k.contains(&"field_missed"), "{k:?}");
     check_timing(&c);
 }
 
@@ -269,10 +203,7 @@ fn script_running_out_is_a_user_hangup() {
 
 #[test]
 fn extra_script_lines_after_the_end_are_not_said() {
-    let c = call(
-        &example(),
-        &["Ada", "a question", "no thanks", "hello?", "anyone?"],
-    );
+    let c = call(&example(), &["Ada", "a question", "no thanks", "hello?", "anyone?"]);
     assert_eq!(c.disconnection_reason, DisconnectionReason::AgentHangup);
     assert_eq!(c.unused_script_lines, 2);
     assert_eq!(c.transcript.len(), 7);
@@ -304,14 +235,10 @@ fn max_turns_ends_a_loop() {
 
     // The runtime bound holds even for a graph that skipped validation.
     cfg.max_turns = 50;
-    cfg.flow.nodes[0] = serde_json::from_value(
-        json!({"id": "q", "type": "say", "text": "Again.", "next": "check"}),
-    )
-    .expect("node");
-    cfg.flow.nodes[1] =
-        serde_json::from_value(json!({"id": "check", "type": "branch", "on": "keywords",
+    cfg.flow.nodes[0] = serde_json::from_value(json!({"id": "q", "type": "say", "text": "Again.", "next": "check"})).expect("node");
+    cfg.flow.nodes[1] = serde_json::from_value(json!({"id": "check", "type": "branch", "on": "keywords",
         "cases": [{"keywords": ["please"], "next": "done"}], "default": "q"}))
-        .expect("node");
+    .expect("node");
     assert!(FlowSession::new(Arc::new(cfg.clone()), BTreeMap::new()).is_err());
 }
 
@@ -331,18 +258,12 @@ fn runtime_loop_bound_without_validation() {
     }));
     let session = FlowSession::new(Arc::new(cfg), BTreeMap::new()).expect("valid");
     let mut looping = session.config().clone();
-    looping.flow.nodes[1] =
-        serde_json::from_value(json!({"id": "b", "type": "say", "text": "Hm.", "next": "b"}))
-            .expect("node");
+    looping.flow.nodes[1] = serde_json::from_value(json!({"id": "b", "type": "say", "text": "Hm.", "next": "b"})).expect("node");
     let mut s = crate::session::tests_support::unchecked(looping);
     s.start().expect("start");
     let step = s.caller_said("hi").expect("turn");
     assert_eq!(step.outcome, Outcome::Ended(Ending::MaxTurns));
-    assert!(
-        step.events
-            .iter()
-            .any(|e| e.kind == FlowEventKind::LoopBoundReached)
-    );
+    assert!(step.events.iter().any(|e| e.kind == FlowEventKind::LoopBoundReached));
 }
 
 #[test]
@@ -392,10 +313,7 @@ fn field_branch_and_typed_collection() {
     assert_eq!(c.fields["severity"].value, json!("sev1"));
     assert_eq!(span_text(&c, "severity"), "critical");
     assert_eq!(c.fields["severity"].span.turn, 9);
-    assert_eq!(
-        agent_lines(&c).last().copied(),
-        Some("Paging: sev1, 2000 users, prod no, call +15550100123.")
-    );
+    assert_eq!(agent_lines(&c).last().copied(), Some("Paging: sev1, 2000 users, prod no, call +15550100123."));
     for f in c.fields.values() {
         assert!((0.0..=1.0).contains(&f.confidence));
     }
@@ -422,10 +340,7 @@ fn variables_override_defaults_and_builtins_render() {
     let mut vars = builtins();
     vars.insert("first_name".to_owned(), "Lin".to_owned());
     let c = run_text_call(&cfg, vars, &[]).expect("valid");
-    assert_eq!(
-        agent_lines(&c),
-        ["Hi Lin, Test agent v3 from Acme calling +15550100200."]
-    );
+    assert_eq!(agent_lines(&c), ["Hi Lin, Test agent v3 from Acme calling +15550100200."]);
     assert_eq!(c.disconnection_reason, DisconnectionReason::AgentHangup);
 }
 
@@ -437,21 +352,12 @@ fn timing_is_deterministic_and_documented() {
     // Agent first, after the pick-up latency, at the agent's speaking rate.
     let first = &a.transcript[0];
     assert_eq!(first.start_ms, clock::AGENT_RESPONSE_LATENCY_MS);
-    assert_eq!(
-        first.end_ms - first.start_ms,
-        clock::speech_ms(&first.text, clock::AGENT_WORDS_PER_MINUTE)
-    );
+    assert_eq!(first.end_ms - first.start_ms, clock::speech_ms(&first.text, clock::AGENT_WORDS_PER_MINUTE));
     let reply = &a.transcript[1];
-    assert_eq!(
-        reply.start_ms,
-        first.end_ms + clock::CALLER_RESPONSE_LATENCY_MS
-    );
+    assert_eq!(reply.start_ms, first.end_ms + clock::CALLER_RESPONSE_LATENCY_MS);
     assert_eq!(reply.end_ms - reply.start_ms, clock::MIN_TURN_MS);
     assert_eq!(clock::speech_ms("one two three", 150), 1200);
-    assert_eq!(
-        a.duration_ms,
-        a.transcript.last().map(|t| t.end_ms).unwrap_or(0)
-    );
+    assert_eq!(a.duration_ms, a.transcript.last().map(|t| t.end_ms).unwrap_or(0));
     check_timing(&a);
 }
 
@@ -526,82 +432,36 @@ fn demo_agent_takes_an_incident_and_transfers_sev1() {
     check_timing(&c);
     let expect = [
         ("caller_name", json!("Dana Whitfield"), "Dana Whitfield"),
-        (
-            "caller_email",
-            json!("dana.whitfield@globex.example"),
-            "dana.whitfield@globex.example",
-        ),
-        (
-            "customer",
-            json!("Globex Corporation"),
-            "Globex Corporation",
-        ),
+        ("caller_email", json!("dana.whitfield@globex.example"), "dana.whitfield@globex.example"),
+        ("customer", json!("Globex Corporation"), "Globex Corporation"),
         ("account", json!("GLX-20417"), "GLX-20417"),
-        (
-            "product_area",
-            json!("The payments API"),
-            "The payments API",
-        ),
+        ("product_area", json!("The payments API"), "The payments API"),
         ("environment", json!("production"), "Production"),
         ("region", json!("us-east-1"), "us-east-1"),
         ("endpoint", json!("POST /v1/charges"), "POST /v1/charges"),
-        (
-            "error_message",
-            json!("We get 502 Bad Gateway from the load balancer"),
-            "We get 502 Bad Gateway from the load balancer",
-        ),
-        (
-            "start_time",
-            json!("Around 9:40 this morning, UTC"),
-            "Around 9:40 this morning, UTC",
-        ),
+        ("error_message", json!("We get 502 Bad Gateway from the load balancer"), "We get 502 Bad Gateway from the load balancer"),
+        ("start_time", json!("Around 9:40 this morning, UTC"), "Around 9:40 this morning, UTC"),
         ("severity", json!("sev1"), "sev1"),
-        (
-            "business_impact",
-            json!("Customers can't check out, so we're losing orders"),
-            "Customers can't check out, so we're losing orders",
-        ),
+        ("business_impact", json!("Customers can't check out, so we're losing orders"), "Customers can't check out, so we're losing orders"),
         ("affected_users", json!(12000), "12,000"),
-        (
-            "workaround",
-            json!("No workaround yet"),
-            "No workaround yet",
-        ),
+        ("workaround", json!("No workaround yet"), "No workaround yet"),
     ];
     for (name, value, span) in &expect {
-        let f = c
-            .fields
-            .get(*name)
-            .unwrap_or_else(|| panic!("{name} not collected"));
+        let f = c.fields.get(*name).unwrap_or_else(|| panic!("{name} not collected"));
         assert_eq!(&f.value, value, "{name}");
         assert_eq!(span_text(&c, name), *span, "{name}");
     }
     assert_eq!(c.fields.len(), expect.len());
     assert_eq!(c.disconnection_reason, DisconnectionReason::Transfer);
-    assert_eq!(
-        c.transfer.as_ref().map(|t| t.to.as_str()),
-        Some("+15550100001")
-    );
+    assert_eq!(c.transfer.as_ref().map(|t| t.to.as_str()), Some("+15550100001"));
     assert_eq!(c.final_node.as_deref(), Some("escalate"));
     assert_eq!(c.unused_script_lines, 2);
-    assert_eq!(
-        agent_lines(&c)[1],
-        "Thanks Dana Whitfield. What email address should we send updates to?"
-    );
+    assert_eq!(agent_lines(&c)[1], "Thanks Dana Whitfield. What email address should we send updates to?");
 }
 
 #[test]
 fn demo_agent_sends_setup_questions_to_the_docs() {
-    let c = call(
-        &demo(),
-        &[
-            "Sam Ortiz",
-            "sam at initech dot example",
-            "Initech",
-            "No, not right now.",
-            "I have a question about setting up webhooks.",
-        ],
-    );
+    let c = call(&demo(), &["Sam Ortiz", "sam at initech dot example", "Initech", "No, not right now.", "I have a question about setting up webhooks."]);
     assert_eq!(c.disconnection_reason, DisconnectionReason::AgentHangup);
     assert_eq!(c.final_node.as_deref(), Some("setup_docs"));
     assert!(!c.fields.contains_key("account"));
@@ -639,12 +499,7 @@ fn demo_agent_logs_a_minor_incident_and_hangs_up() {
     assert_eq!(c.fields["severity"].value, json!("sev4"));
     assert_eq!(c.fields["environment"].value, json!("staging"));
     assert!(!c.fields.contains_key("affected_users"));
-    assert_eq!(
-        agent_lines(&c).last().copied(),
-        Some(
-            "Thanks Lee. We've logged this as sev4 and will send updates to lee@hooli.example. Goodbye!"
-        )
-    );
+    assert_eq!(agent_lines(&c).last().copied(), Some("Thanks Lee. We've logged this as sev4 and will send updates to lee@hooli.example. Goodbye!"));
 }
 
 #[test]
@@ -653,11 +508,7 @@ fn docs_show_the_demo_agent_verbatim() {
     let doc = std::fs::read_to_string(path).expect("docs/agents.md");
     let marker = "## The demo agent";
     let after = &doc[doc.find(marker).expect("marker heading")..];
-    let body = after
-        .split_once("```json\n")
-        .and_then(|(_, rest)| rest.split_once("\n```"))
-        .map(|(json, _)| json)
-        .expect("a ```json block after the marker");
+    let body = after.split_once("```json\n").and_then(|(_, rest)| rest.split_once("\n```")).map(|(json, _)| json).expect("a ```json block after the marker");
     let in_doc: Value = serde_json::from_str(body).expect("the doc's JSON parses");
     let demo: Value = serde_json::from_str(DEMO_AGENT_CONFIG).expect("demo JSON");
     assert_eq!(in_doc, demo, "docs/agents.md and demo_agent.json differ");

@@ -8,10 +8,8 @@
 pub const NEGATION_WINDOW: usize = 3;
 
 /// Words that negate a phrase shortly after them. Any word ending in "n't" negates too.
-const NEGATORS: [&str; 16] = [
-    "not", "no", "never", "cannot", "without", "neither", "nor", "nothing", "isnt", "dont",
-    "doesnt", "wasnt", "arent", "cant", "wont", "didnt",
-];
+const NEGATORS: [&str; 16] =
+    ["not", "no", "never", "cannot", "without", "neither", "nor", "nothing", "isnt", "dont", "doesnt", "wasnt", "arent", "cant", "wont", "didnt"];
 
 /// One word of a text, lower-cased, with its position in characters and bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +46,7 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
         let mut norm = String::new();
         while i < chars.len() {
             let c = chars[i].1;
-            let apostrophe = matches!(c, '\'' | '\u{2019}')
-                && i > start
-                && chars.get(i + 1).is_some_and(|&(_, n)| n.is_alphabetic());
+            let apostrophe = matches!(c, '\'' | '\u{2019}') && i > start && chars.get(i + 1).is_some_and(|&(_, n)| n.is_alphabetic());
             if c.is_alphanumeric() {
                 norm.extend(c.to_lowercase());
             } else if apostrophe {
@@ -66,14 +62,7 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
         gap_breaks = false;
         let byte_end = chars.get(i).map_or(text.len(), |&(b, _)| b);
         let is_but = norm == "but";
-        tokens.push(Token {
-            norm,
-            start,
-            end: i,
-            byte_start: byte,
-            byte_end,
-            clause,
-        });
+        tokens.push(Token { norm, start, end: i, byte_start: byte, byte_end, clause });
         if is_but {
             gap_breaks = true;
         }
@@ -109,11 +98,7 @@ pub(crate) fn find_phrase(tokens: &[Token], phrase: &str) -> Vec<Match> {
     }
     for first in 0..tokens.len() {
         if let Some(last) = match_at(tokens, first, &want) {
-            out.push(Match {
-                first,
-                last,
-                negated_by: negator_before(tokens, first),
-            });
+            out.push(Match { first, last, negated_by: negator_before(tokens, first) });
         }
     }
     out
@@ -151,17 +136,12 @@ pub(crate) fn match_before(tokens: &[Token], end: usize, want: &str) -> Option<u
 
 fn negator_before(tokens: &[Token], first: usize) -> Option<usize> {
     let clause = tokens.get(first)?.clause;
-    (first.saturating_sub(NEGATION_WINDOW)..first)
-        .rev()
-        .find(|&i| tokens[i].clause == clause && is_negator(&tokens[i].norm))
+    (first.saturating_sub(NEGATION_WINDOW)..first).rev().find(|&i| tokens[i].clause == clause && is_negator(&tokens[i].norm))
 }
 
 /// The earliest phrase heard and not negated, as (phrase index, match); ties go to the
 /// longer phrase, so "not loading" wins over "not".
-pub(crate) fn first_affirmed<S: AsRef<str>>(
-    tokens: &[Token],
-    phrases: &[S],
-) -> Option<(usize, Match)> {
+pub(crate) fn first_affirmed<S: AsRef<str>>(tokens: &[Token], phrases: &[S]) -> Option<(usize, Match)> {
     let mut best: Option<(usize, Match)> = None;
     for (p, phrase) in phrases.iter().enumerate() {
         for m in find_phrase(tokens, phrase.as_ref()) {
@@ -181,31 +161,18 @@ pub(crate) fn first_affirmed<S: AsRef<str>>(
 }
 
 /// The first negated occurrence of any phrase, to explain why nothing matched.
-pub(crate) fn first_negated<S: AsRef<str>>(
-    tokens: &[Token],
-    phrases: &[S],
-) -> Option<(usize, Match)> {
+pub(crate) fn first_negated<S: AsRef<str>>(tokens: &[Token], phrases: &[S]) -> Option<(usize, Match)> {
     phrases
         .iter()
         .enumerate()
-        .flat_map(|(p, phrase)| {
-            find_phrase(tokens, phrase.as_ref())
-                .into_iter()
-                .filter(|m| m.negated_by.is_some())
-                .map(move |m| (p, m))
-        })
+        .flat_map(|(p, phrase)| find_phrase(tokens, phrase.as_ref()).into_iter().filter(|m| m.negated_by.is_some()).map(move |m| (p, m)))
         .min_by_key(|(_, m)| m.first)
 }
 
 /// The text of tokens `first..last` as the caller said it.
 pub(crate) fn slice<'a>(text: &'a str, tokens: &[Token], first: usize, last: usize) -> &'a str {
-    match (
-        tokens.get(first),
-        last.checked_sub(1).and_then(|l| tokens.get(l)),
-    ) {
-        (Some(a), Some(b)) if a.byte_start <= b.byte_end => {
-            text.get(a.byte_start..b.byte_end).unwrap_or("")
-        }
+    match (tokens.get(first), last.checked_sub(1).and_then(|l| tokens.get(l))) {
+        (Some(a), Some(b)) if a.byte_start <= b.byte_end => text.get(a.byte_start..b.byte_end).unwrap_or(""),
         _ => "",
     }
 }
@@ -224,10 +191,7 @@ mod tests {
         let words: Vec<&str> = t.iter().map(|t| t.norm.as_str()).collect();
         assert_eq!(words, ["it's", "down", "isn't", "it", "café", "502"]);
         assert_eq!((t[4].start, t[4].end), (21, 25));
-        assert_eq!(
-            &"It’s DOWN, isn't it? Café 502"[t[4].byte_start..t[4].byte_end],
-            "Café"
-        );
+        assert_eq!(&"It’s DOWN, isn't it? Café 502"[t[4].byte_start..t[4].byte_end], "Café");
         assert_eq!(t[1].clause, 0);
         assert_eq!(t[2].clause, 1);
         assert_eq!(t[4].clause, 2);

@@ -89,23 +89,13 @@ impl Recorder {
         if end_ms > self.max_duration_ms {
             return false;
         }
-        self.transcript.push(TranscriptTurn {
-            index: u32::try_from(self.transcript.len()).unwrap_or(u32::MAX),
-            role,
-            text: text.to_owned(),
-            start_ms,
-            end_ms,
-        });
+        self.transcript.push(TranscriptTurn { index: u32::try_from(self.transcript.len()).unwrap_or(u32::MAX), role, text: text.to_owned(), start_ms, end_ms });
         self.clock_ms = end_ms;
         true
     }
 
     fn event(&mut self, kind: &str, detail: String) {
-        self.timeline.push(FlowTimelineEvent {
-            offset_ms: self.clock_ms,
-            kind: kind.to_owned(),
-            detail,
-        });
+        self.timeline.push(FlowTimelineEvent { offset_ms: self.clock_ms, kind: kind.to_owned(), detail });
     }
 
     /// Record a step's events and fields (at the moment the agent decides, the end of the
@@ -118,15 +108,7 @@ impl Recorder {
             for f in &step.fields {
                 self.fields.insert(
                     f.name.clone(),
-                    ExtractedField {
-                        value: f.value.clone(),
-                        confidence: f.confidence,
-                        span: Span {
-                            turn,
-                            start: f.start,
-                            end: f.end,
-                        },
-                    },
+                    ExtractedField { value: f.value.clone(), confidence: f.confidence, span: Span { turn, start: f.start, end: f.end } },
                 );
             }
         }
@@ -140,19 +122,9 @@ impl Recorder {
 /// Run a whole test call: the agent speaks first, each script line is one caller turn, and
 /// when the script runs out while the agent waits, the caller hangs up (`user_hangup`).
 /// `variables` are the call's variables (built-ins included), over the config's defaults.
-pub fn run_text_call(
-    config: &FlowAgentConfig,
-    variables: BTreeMap<String, String>,
-    script: &[String],
-) -> Result<TextCall, ConfigError> {
+pub fn run_text_call(config: &FlowAgentConfig, variables: BTreeMap<String, String>, script: &[String]) -> Result<TextCall, ConfigError> {
     let mut session = FlowSession::new(Arc::new(config.clone()), variables)?;
-    let mut rec = Recorder {
-        max_duration_ms: config.max_duration_ms,
-        clock_ms: 0,
-        transcript: Vec::new(),
-        fields: BTreeMap::new(),
-        timeline: Vec::new(),
-    };
+    let mut rec = Recorder { max_duration_ms: config.max_duration_ms, clock_ms: 0, transcript: Vec::new(), fields: BTreeMap::new(), timeline: Vec::new() };
     let mut lines = script.iter();
     let mut transfer = None;
     let mut step = session.start();
@@ -173,10 +145,7 @@ pub fn run_text_call(
         match s.outcome {
             Outcome::Ended(ending) => {
                 if let Ending::Transfer { to } = &ending {
-                    transfer = Some(TransferInfo {
-                        to: to.clone(),
-                        at_ms: rec.clock_ms,
-                    });
+                    transfer = Some(TransferInfo { to: to.clone(), at_ms: rec.clock_ms });
                 }
                 break ending.disconnection_reason();
             }
@@ -188,18 +157,10 @@ pub fn run_text_call(
         if !rec.turn(Role::Caller, line) {
             break DisconnectionReason::MaxDuration;
         }
-        caller_turn = rec
-            .transcript
-            .len()
-            .checked_sub(1)
-            .and_then(|i| u32::try_from(i).ok());
+        caller_turn = rec.transcript.len().checked_sub(1).and_then(|i| u32::try_from(i).ok());
         step = session.caller_said(line);
     };
-    let duration_ms = if reason == DisconnectionReason::MaxDuration {
-        config.max_duration_ms
-    } else {
-        rec.clock_ms
-    };
+    let duration_ms = if reason == DisconnectionReason::MaxDuration { config.max_duration_ms } else { rec.clock_ms };
     rec.clock_ms = duration_ms;
     rec.event("call_ended", format!("the call ended: {}", reason.as_str()));
     Ok(TextCall {

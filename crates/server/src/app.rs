@@ -1,0 +1,114 @@
+//! The router and the entry point that serves it.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use dialnexa_store::{SqlStore, Store};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::config::Config;
+use crate::state::AppState;
+
+/// The process-wide metrics recorder (installed once, shared by every app in a process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests); then ours only renders.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/openapi.json", get(api::openapi::document))
+        .route("/agents", post(api::agents::create).get(api::agents::list))
+        .route("/agents/{agent_id}", get(api::agents::get_one))
+        .route("/agents/{agent_id}/draft", put(api::agents::update_draft))
+        .route("/agents/{agent_id}/publish", post(api::agents::publish))
+        .route("/agents/{agent_id}/versions/{version}", get(api::agents::get_version))
+        .route("/phone-numbers", post(api::numbers::create).get(api::numbers::list))
+        .route("/phone-numbers/{phone_number}", get(api::numbers::get_one).patch(api::numbers::patch).delete(api::numbers::delete))
+        .route("/routes/resolve", post(api::routes::resolve))
+        .route("/calls", get(api::calls::list))
+        .route("/calls/test", post(api::calls::create_test))
+        .route("/calls/export", get(api::export::export))
+        .route("/calls/{call_id}", get(api::calls::get_one))
+        .route("/calls/{call_id}/annotations", post(api::annotations::create))
+        .route("/annotations", get(api::annotations::list))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
+        .route("/metrics", get(api::health::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::extract::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    crate::error::ApiError::not_found("route").into_response()
+}
+
+/// Request counts and latencies per route; and a last line of defence: a panic in a
+/// handler becomes a logged opaque 500, never a dropped connection.
+async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let resp = match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(route = %route, error = %e, "handler panicked");
+            crate::error::ApiError::internal().into_response()
+        }
+    };
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("dialnexa_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("dialnexa_http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Open the store, make sure an admin key exists, seed the demo when asked.
+pub async fn prepare(config: &Config) -> Result<AppState, String> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    }
+    let store = SqlStore::connect(&config.store_url()).await.map_err(|e| e.to_string())?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let now = jiff::Timestamp::now();
+    if let Some(key) = &config.admin_key {
+        let record = crate::auth::record_for(key, "admin (DIALNEXA_ADMIN_KEY)", now);
+        if store.find_api_key(&record.key_hash).await.map_err(|e| e.to_string())?.is_none() {
+            store.insert_api_key(&record).await.map_err(|e| e.to_string())?;
+        }
+    } else if store.count_api_keys().await.map_err(|e| e.to_string())? == 0 {
+        let (key, record) = crate::auth::generate_key("admin (first start)", now);
+        store.insert_api_key(&record).await.map_err(|e| e.to_string())?;
+        // Shown once, on the terminal only: never logged.
+        println!("Created the first admin API key (shown only this once; keep it):\n\n    {key}\n");
+    }
+    if config.demo {
+        crate::demo::seed(store.as_ref(), now).await.map_err(|e| format!("cannot seed the demo: {}", e.message))?;
+    }
+    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle() })
+}
+
+/// Serve until the shutdown future resolves. Tests pass a listener bound to port 0.
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,186 @@
+//! The command line: `serve`, `migrate`, `call test`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "dialnexa", version, about = "Self-hosted AI voice agents: calls that explain themselves")]
+pub struct Cli {
+    /// A TOML config file (listen, data_dir, database_url, admin_key, public_url).
+    #[arg(long, global = true, env = "DIALNEXA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// Where SQLite keeps its file (default ./dialnexa-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// postgres://... to use PostgreSQL instead of SQLite (env DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (and run the workers).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Create the demo agent "Support line" and the demo number +15550100000 when absent.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Calls from the command line.
+    Call {
+        #[command(subcommand)]
+        call: CallCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CallCommand {
+    /// Run a test call: the agent against a caller script (one line per caller turn; blank
+    /// lines and lines starting with '#' are skipped; a JSON array of strings also works).
+    Test {
+        /// The agent's name or id.
+        #[arg(long)]
+        agent: String,
+        /// A published version (default: the latest published).
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        script: PathBuf,
+        /// Print the whole call detail as JSON instead of the transcript.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DIALNEXA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn load(config: Option<&std::path::Path>, store: &StoreArgs, listen: Option<std::net::SocketAddr>, demo: bool) -> Result<Config, String> {
+    Config::load(config, &Overrides { listen, data_dir: store.data_dir.clone(), database_url: store.database_url.clone(), demo: demo.then_some(true) })
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { listen, store, demo } => {
+            let config = load(cli.config.as_deref(), &store, listen, demo)?;
+            let state = crate::app::prepare(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, database = state.store.backend().as_str(), "DialNexa is serving");
+            println!("DialNexa listening on http://{addr} (database: {})", state.store.backend().as_str());
+            if demo {
+                println!("Demo: agent '{}' and number {} are ready; try POST /v1/calls/test", crate::demo::DEMO_AGENT_NAME, crate::demo::DEMO_NUMBER);
+            }
+            crate::app::serve(state, listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+        Command::Migrate { store } => {
+            let config = load(cli.config.as_deref(), &store, None, false)?;
+            if config.database_url.is_none() {
+                std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
+            }
+            dialnexa_store::SqlStore::connect(&config.store_url()).await.map_err(|e| e.to_string())?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Call { call: CallCommand::Test { agent, version, script, json, store } } => {
+            let config = load(cli.config.as_deref(), &store, None, false)?;
+            let state = crate::app::prepare(&config).await?;
+            let text = std::fs::read_to_string(&script).map_err(|e| format!("cannot read {}: {e}", script.display()))?;
+            let lines = parse_script(&text)?;
+            let agent_id = match dialnexa_core::AgentId::parse(&agent) {
+                Ok(id) => id,
+                Err(_) => state.store.find_agent_by_name(&agent).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no agent named '{agent}'"))?.agent_id,
+            };
+            let req = crate::testcall::TestCallRequest { agent_id: Some(agent_id), agent_version: version, caller_script: lines, ..Default::default() };
+            let call_id = crate::testcall::run(state.store.as_ref(), req, jiff::Timestamp::now()).await.map_err(|e| format!("{} ({})", e.message, e.code))?;
+            let detail = state.store.get_call(&call_id).await.map_err(|e| e.to_string())?;
+            let out = crate::api::calls::CallOut::from(detail);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", render_transcript(&out));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One caller turn per line; or a JSON array of strings.
+pub fn parse_script(text: &str) -> Result<Vec<String>, String> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(text).map_err(|e| format!("the script looks like JSON but is not an array of strings: {e}"));
+    }
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect())
+}
+
+fn clock(ms: u64) -> String {
+    format!("{:02}:{:02}.{}", ms / 60_000, (ms / 1000) % 60, (ms % 1000) / 100)
+}
+
+pub fn render_transcript(c: &crate::api::calls::CallOut) -> String {
+    let mut s = format!(
+        "call {}  agent {} v{}  {}\nroute: {}\n\n",
+        c.call_id,
+        c.agent_id.as_deref().unwrap_or("-"),
+        c.agent_version.map(|v| v.to_string()).unwrap_or_default(),
+        c.status,
+        c.route.get("explanation").and_then(|v| v.as_str()).unwrap_or("")
+    );
+    for t in &c.transcript {
+        s.push_str(&format!("[{}] {:>6}: {}\n", clock(t.start_ms), t.role, t.text));
+    }
+    s.push_str(&format!("\nended: {} after {} ms\n", c.disconnection_reason.as_deref().unwrap_or("-"), c.duration_ms.unwrap_or(0)));
+    if !c.extracted_fields.is_empty() {
+        s.push_str("fields:\n");
+        for (k, f) in &c.extracted_fields {
+            s.push_str(&format!("  {k} = {} (turn {}, confidence {:.2})\n", f.value, f.span.turn, f.confidence));
+        }
+    }
+    s
+}

@@ -1,0 +1,126 @@
+//! Configuration in layers: built-in defaults, then an optional TOML file, then
+//! `DIALNEXA_*` environment variables (and `DATABASE_URL`), then command-line flags.
+//! Secrets are redacted in `Debug`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL; absent: SQLite under `data_dir`.
+    pub database_url: Option<String>,
+    /// Bootstrap admin API key.
+    pub admin_key: Option<String>,
+    /// Public base URL used in links (call detail, transcript).
+    pub public_url: Option<String>,
+    /// Run the background workers in this process.
+    pub workers: bool,
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("dialnexa-data"),
+            database_url: None,
+            admin_key: None,
+            public_url: None,
+            workers: true,
+            demo: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(dialnexa_store::redact_url))
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
+            .field("public_url", &self.public_url)
+            .field("workers", &self.workers)
+            .field("demo", &self.demo)
+            .finish()
+    }
+}
+
+/// Flags given on the command line (they win over every other layer).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo: Option<bool>,
+}
+
+impl Config {
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("DIALNEXA_").map(|k| k.as_str().to_ascii_lowercase().into()).only(&[
+            "listen",
+            "data_dir",
+            "database_url",
+            "admin_key",
+            "public_url",
+            "workers",
+        ]));
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            fig = fig.merge(Serialized::default("database_url", url));
+        }
+        fig = fig.merge(Serialized::defaults(overrides));
+        fig.extract().map_err(|e| format!("invalid configuration: {e}"))
+    }
+
+    /// The store URL: PostgreSQL when configured, else SQLite in the data directory.
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("dialnexa.db").display()),
+        }
+    }
+
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = Config { database_url: Some("postgres://u:hunter2@h/db".into()), admin_key: Some("dnx_secret".into()), ..Config::default() };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("dnx_secret"), "{shown}");
+    }
+
+    #[test]
+    fn flags_win_over_defaults() {
+        let o = Overrides { listen: Some("127.0.0.1:9999".parse().unwrap()), data_dir: Some("/tmp/x".into()), ..Default::default() };
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert!(c.store_url().starts_with("sqlite:///tmp/x/"));
+    }
+}
