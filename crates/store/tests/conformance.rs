@@ -392,13 +392,13 @@ async fn queue_retries_back_off_then_die(b: Backend) {
 async fn queue_dedup_and_outbox(b: Backend) {
     let (s, _d) = store(b).await;
     let keyed = NewWork { kind: "analysis".into(), payload: serde_json::json!({}), dedup_key: Some("analysis:call_1".into()), max_attempts: 3, run_at: None };
-    assert_eq!(s.enqueue(&[keyed.clone()], t(0)).await.unwrap(), 1);
-    assert_eq!(s.enqueue(&[keyed.clone()], t(1)).await.unwrap(), 0, "same dedup key: nothing new");
+    assert_eq!(s.enqueue(std::slice::from_ref(&keyed), t(0)).await.unwrap(), 1);
+    assert_eq!(s.enqueue(std::slice::from_ref(&keyed), t(1)).await.unwrap(), 0, "same dedup key: nothing new");
     // A call and the work it causes commit together.
     let a = AgentId::generate();
     let c = call(0, "test", "ended", &a, 1, "+15550100001");
     let w = NewWork { dedup_key: Some(format!("analysis:{}", c.row.call_id)), ..keyed.clone() };
-    s.insert_call(&c, &[w.clone()], t(0)).await.unwrap();
+    s.insert_call(&c, std::slice::from_ref(&w), t(0)).await.unwrap();
     // A failed call insert (duplicate id) leaves no work behind.
     let w2 = NewWork { dedup_key: Some("analysis:dup".into()), ..keyed };
     assert!(s.insert_call(&c, &[w2], t(0)).await.is_err());
