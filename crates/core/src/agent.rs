@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{AnalysisConfig, AnalysisSchema};
 use crate::flow::FlowGraph;
 
 /// A fault in an agent config, with the JSON path where it is.
@@ -69,6 +70,9 @@ pub struct FlowAgentConfig {
     pub max_turns: u32,
     #[serde(default = "default_max_duration_ms")]
     pub max_duration_ms: u64,
+    /// What post-call analysis looks for (default: both built-in schemas).
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
     pub flow: FlowGraph,
 }
 
@@ -96,6 +100,8 @@ pub struct LlmAgentConfig {
     pub max_turns: u32,
     #[serde(default = "default_max_duration_ms")]
     pub max_duration_ms: u64,
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
 }
 
 fn default_language() -> String {
@@ -157,12 +163,14 @@ impl AgentConfig {
                 check_common(&cfg.language, cfg.max_turns, cfg.max_duration_ms)?;
                 check_variable_names(&cfg.variables)?;
                 cfg.flow.validate(&cfg.variables, "flow")?;
+                cfg.analysis.resolve("analysis")?;
                 Ok(AgentConfig::Flow(cfg))
             }
             "llm" => {
                 let cfg: LlmAgentConfig = parse_struct(value)?;
                 check_common(&cfg.language, cfg.max_turns, cfg.max_duration_ms)?;
                 check_variable_names(&cfg.variables)?;
+                cfg.analysis.resolve("analysis")?;
                 if cfg.prompt.trim().is_empty() {
                     return Err(ConfigError::new("prompt", "must not be empty"));
                 }
@@ -174,6 +182,14 @@ impl AgentConfig {
                 Ok(AgentConfig::Llm(cfg))
             }
             other => Err(ConfigError::new("kind", format!("unknown kind '{}' (expected flow or llm)", other.chars().take(40).collect::<String>()))),
+        }
+    }
+
+    /// The analysis schema of this config (validated by `parse`).
+    pub fn analysis_schema(&self) -> Result<AnalysisSchema, ConfigError> {
+        match self {
+            Self::Flow(c) => c.analysis.resolve("analysis"),
+            Self::Llm(c) => c.analysis.resolve("analysis"),
         }
     }
 

@@ -3,6 +3,7 @@
 //! Nothing here touches a database, the network or the clock: time is passed in.
 
 pub mod agent;
+pub mod analysis;
 pub mod call;
 pub mod entry;
 pub mod evidence;
