@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dialnexa_core::analysis::{Analysis, AnalysisInput, AnalysisSchema, AnalysisConfig, Category, SchemaFieldType};
+use dialnexa_core::analysis::{Analysis, AnalysisConfig, AnalysisInput, AnalysisSchema, Category, SchemaFieldType};
 use dialnexa_core::evidence::{Role, TranscriptTurn};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -62,7 +62,12 @@ impl Case {
         AnalysisInput {
             call_time: self.call_time,
             timezone: self.timezone.clone(),
-            transcript: self.transcript.iter().enumerate().map(|(i, t)| TranscriptTurn { index: i as u32, role: t.role, text: t.text.clone(), start_ms: 0, end_ms: 0 }).collect(),
+            transcript: self
+                .transcript
+                .iter()
+                .enumerate()
+                .map(|(i, t)| TranscriptTurn { index: i as u32, role: t.role, text: t.text.clone(), start_ms: 0, end_ms: 0 })
+                .collect(),
             schema: schema.clone(),
         }
     }
@@ -138,7 +143,13 @@ fn as_text(v: &Value) -> Option<String> {
 
 fn e164(s: &str) -> Option<String> {
     let digits: String = s.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
-    let candidate = if digits.starts_with('+') { digits } else if digits.len() == 10 { format!("+1{digits}") } else { format!("+{digits}") };
+    let candidate = if digits.starts_with('+') {
+        digits
+    } else if digits.len() == 10 {
+        format!("+1{digits}")
+    } else {
+        format!("+{digits}")
+    };
     phonenumber::parse(None, &candidate).ok().map(|p| p.format().mode(phonenumber::Mode::E164).to_string())
 }
 
@@ -239,7 +250,13 @@ pub fn score(results: &[(Case, Analysis)]) -> Report {
                 Some(p) => {
                     c.fp += 1;
                     c.fn_ += 1;
-                    misses.push(Miss { case: case.name.clone(), field: name.clone(), kind: "wrong_value", expected: Some(expected.clone()), predicted: Some(p.value.clone()) });
+                    misses.push(Miss {
+                        case: case.name.clone(),
+                        field: name.clone(),
+                        kind: "wrong_value",
+                        expected: Some(expected.clone()),
+                        predicted: Some(p.value.clone()),
+                    });
                 }
                 None => {
                     c.fn_ += 1;
@@ -302,7 +319,10 @@ impl Report {
             "{:<22} {:>9.3} {:>9.3} {:>9.3} {:>5} {:>5} {:>5}\n\n",
             "ALL (micro)", self.field_precision, self.field_recall, self.field_f1, self.totals.tp, self.totals.fp, self.totals.fn_
         ));
-        s.push_str(&format!("category accuracy  {:.3}\nseverity accuracy  {:.3}\nsentiment accuracy {:.3}\n\n", self.category_accuracy, self.severity_accuracy, self.sentiment_accuracy));
+        s.push_str(&format!(
+            "category accuracy  {:.3}\nseverity accuracy  {:.3}\nsentiment accuracy {:.3}\n\n",
+            self.category_accuracy, self.severity_accuracy, self.sentiment_accuracy
+        ));
         let cats: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
         let short = |c: &str| c.chars().take(8).collect::<String>();
         s.push_str(&format!("confusion (rows: expected, columns: predicted)\n{:<22}", ""));
@@ -324,7 +344,14 @@ impl Report {
                 s.push_str(&format!("  {case}: category {e} → {p}\n"));
             }
             for m in &self.misses {
-                s.push_str(&format!("  {}: {} {} expected {} got {}\n", m.case, m.field, m.kind, m.expected.as_ref().map(|v| v.to_string()).unwrap_or("-".into()), m.predicted.as_ref().map(|v| v.to_string()).unwrap_or("-".into())));
+                s.push_str(&format!(
+                    "  {}: {} {} expected {} got {}\n",
+                    m.case,
+                    m.field,
+                    m.kind,
+                    m.expected.as_ref().map(|v| v.to_string()).unwrap_or("-".into()),
+                    m.predicted.as_ref().map(|v| v.to_string()).unwrap_or("-".into())
+                ));
             }
         }
         s
@@ -350,8 +377,8 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use SchemaFieldType::*;
+    use serde_json::json;
 
     #[test]
     fn matching_rules() {

@@ -21,6 +21,9 @@ pub enum EngineError {
     /// Worth another try later (the service was down, slow or rate-limited).
     #[error("{message}")]
     Retryable { message: String, retry_after: Option<std::time::Duration> },
+    /// The answer could not be used (not JSON, not the schema, not grounded).
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -77,7 +80,10 @@ pub fn analyze_offline(input: &AnalysisInput) -> Analysis {
     let (capped, truncation) = truncate(input);
     let mut a = rules::analyze(&capped);
     if let Some(t) = truncation {
-        a.warnings.push(format!("transcript cut from {} turns / {} characters to {} / {} before analysis", t.original_turns, t.original_chars, t.kept_turns, t.kept_chars));
+        a.warnings.push(format!(
+            "transcript cut from {} turns / {} characters to {} / {} before analysis",
+            t.original_turns, t.original_chars, t.kept_turns, t.kept_chars
+        ));
         a.truncated = Some(t);
     }
     a

@@ -181,7 +181,9 @@ impl AnalysisConfig {
     pub fn resolve(&self, path: &str) -> Result<AnalysisSchema, ConfigError> {
         let mut fields: Vec<SchemaField> = vec![];
         for (i, name) in self.schemas.iter().enumerate() {
-            let schema = builtin_schema(name).ok_or_else(|| ConfigError::new(format!("{path}.schemas[{i}]"), format!("unknown schema '{name}' (built-in: {})", BUILTIN_SCHEMAS.join(", "))))?;
+            let schema = builtin_schema(name).ok_or_else(|| {
+                ConfigError::new(format!("{path}.schemas[{i}]"), format!("unknown schema '{name}' (built-in: {})", BUILTIN_SCHEMAS.join(", ")))
+            })?;
             for f in schema.fields {
                 if !fields.iter().any(|x| x.name == f.name) {
                     fields.push(f);
@@ -442,12 +444,20 @@ mod tests {
 
     #[test]
     fn invalid_schemas_name_the_path() {
-        let bad = |json: serde_json::Value| serde_json::from_value::<AnalysisConfig>(json).map_err(|e| e.to_string()).and_then(|c| c.resolve("analysis").map_err(|e| e.path));
+        let bad = |json: serde_json::Value| {
+            serde_json::from_value::<AnalysisConfig>(json).map_err(|e| e.to_string()).and_then(|c| c.resolve("analysis").map_err(|e| e.path))
+        };
         assert_eq!(bad(serde_json::json!({"schemas": ["nope"]})), Err("analysis.schemas[0]".into()));
         assert_eq!(bad(serde_json::json!({"fields": [{"name": "Tier", "type": "string"}]})), Err("analysis.fields[0].name".into()));
         assert_eq!(bad(serde_json::json!({"fields": [{"name": "tier", "type": "enum"}]})), Err("analysis.fields[0].options".into()));
-        assert_eq!(bad(serde_json::json!({"fields": [{"name": "when", "type": "datetime", "examples": ["soon"]}]})), Err("analysis.fields[0].examples[0]".into()));
-        assert_eq!(bad(serde_json::json!({"fields": [{"name": "a", "type": "string"}, {"name": "a", "type": "number"}]})), Err("analysis.fields[1].name".into()));
+        assert_eq!(
+            bad(serde_json::json!({"fields": [{"name": "when", "type": "datetime", "examples": ["soon"]}]})),
+            Err("analysis.fields[0].examples[0]".into())
+        );
+        assert_eq!(
+            bad(serde_json::json!({"fields": [{"name": "a", "type": "string"}, {"name": "a", "type": "number"}]})),
+            Err("analysis.fields[1].name".into())
+        );
         assert_eq!(bad(serde_json::json!({"schemas": [], "fields": []})), Err("analysis".into()));
         assert!(bad(serde_json::json!({"fields": [{"name": "x", "type": "colour"}]})).is_err());
         let ok = serde_json::from_value::<AnalysisConfig>(serde_json::json!({"schemas": ["technical_incident"], "fields": [{"name": "tier", "type": "enum", "options": ["gold"], "examples": ["gold"], "required": true}]})).unwrap();

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/export", get(api::export::export))
         .route("/calls/{call_id}", get(api::calls::get_one))
         .route("/calls/{call_id}/annotations", post(api::annotations::create))
+        .route("/calls/{call_id}/analysis/rerun", post(api::calls::rerun_analysis))
         .route("/annotations", get(api::annotations::list))
         .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key));
@@ -105,10 +106,20 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     if config.demo {
         crate::demo::seed(store.as_ref(), now).await.map_err(|e| format!("cannot seed the demo: {}", e.message))?;
     }
-    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle() })
+    let engine = crate::worker::engine_from(config)?;
+    let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id })
 }
 
-/// Serve until the shutdown future resolves. Tests pass a listener bound to port 0.
+/// Serve until the shutdown future resolves. Tests pass a listener bound to port 0 and
+/// drive background work themselves (`config.workers = false`).
 pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = state.config.workers.then(|| tokio::spawn(crate::worker::run(state.clone(), stop_rx)));
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    if let Some(w) = workers {
+        let _ = w.await;
+    }
+    result
 }

@@ -50,6 +50,32 @@ enum Command {
         #[command(subcommand)]
         call: CallCommand,
     },
+    /// Post-call analysis tools.
+    Analysis {
+        #[command(subcommand)]
+        analysis: AnalysisCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalysisCommand {
+    /// Score an engine against labelled transcripts: every *.json in DIR.
+    Eval {
+        dir: PathBuf,
+        #[arg(long, value_parser = ["rules", "llm"], default_value = "rules")]
+        engine: String,
+        /// Print one JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
+        /// List every miss.
+        #[arg(long)]
+        verbose: bool,
+        /// OpenAI-compatible base URL for `--engine llm` (env DIALNEXA_LLM_URL).
+        #[arg(long)]
+        llm_url: Option<String>,
+        #[arg(long)]
+        llm_model: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +154,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Analysis { analysis: AnalysisCommand::Eval { dir, engine, json, verbose, llm_url, llm_model } } => {
+            let mut config = Config::load(cli.config.as_deref(), &Overrides::default())?;
+            if let Some(u) = llm_url {
+                config.llm_url = Some(u);
+            }
+            if let Some(m) = llm_model {
+                config.llm_model = m;
+            }
+            eval(&dir, &engine, json, verbose, &config).await
+        }
         Command::Call { call: CallCommand::Test { agent, version, script, json, store } } => {
             let config = load(cli.config.as_deref(), &store, None, false)?;
             let state = crate::app::prepare(&config).await?;
@@ -138,7 +174,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 Err(_) => state.store.find_agent_by_name(&agent).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no agent named '{agent}'"))?.agent_id,
             };
             let req = crate::testcall::TestCallRequest { agent_id: Some(agent_id), agent_version: version, caller_script: lines, ..Default::default() };
-            let call_id = crate::testcall::run(state.store.as_ref(), req, jiff::Timestamp::now()).await.map_err(|e| format!("{} ({})", e.message, e.code))?;
+            let call_id = crate::testcall::run(state.store.as_ref(), req, &crate::api::calls::analysis_plan(&state), jiff::Timestamp::now())
+                .await
+                .map_err(|e| format!("{} ({})", e.message, e.code))?;
+            // The command line has no background workers: analyse now.
+            crate::worker::drain(&state).await.map_err(|e| e.to_string())?;
             let detail = state.store.get_call(&call_id).await.map_err(|e| e.to_string())?;
             let out = crate::api::calls::CallOut::from(detail);
             if json {
@@ -149,6 +189,69 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn eval(dir: &std::path::Path, engine: &str, json: bool, verbose: bool, config: &Config) -> Result<(), String> {
+    use dialnexa_analysis::{Engine, EngineError, eval};
+    let cases = eval::load_dir(dir)?;
+    let schema = eval::eval_schema();
+    let llm: Option<dialnexa_analysis::llm::LlmEngine> = match engine {
+        "llm" => {
+            let url = config.llm_url.clone().ok_or("--engine llm needs --llm-url or DIALNEXA_LLM_URL")?;
+            Some(
+                dialnexa_analysis::llm::LlmEngine::new(dialnexa_analysis::llm::LlmConfig {
+                    base_url: url,
+                    model: config.llm_model.clone(),
+                    api_key: config.llm_api_key.clone(),
+                    timeout: std::time::Duration::from_millis(config.llm_timeout_ms),
+                })
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        _ => None,
+    };
+    let mut results = Vec::with_capacity(cases.len());
+    let mut fallbacks = 0;
+    let started = std::time::Instant::now();
+    for case in cases {
+        let input = case.input(&schema);
+        let analysis = match &llm {
+            None => dialnexa_analysis::analyze_offline(&input),
+            Some(engine) => {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match engine.analyze(&input).await {
+                        Ok(a) => break a,
+                        Err(EngineError::Retryable { retry_after, .. }) if attempt < 3 => {
+                            tokio::time::sleep(retry_after.unwrap_or(std::time::Duration::from_secs(1)).min(std::time::Duration::from_secs(10))).await;
+                        }
+                        Err(e) => {
+                            eprintln!("{}: llm failed ({e}); using the rules engine", case.name);
+                            fallbacks += 1;
+                            break dialnexa_analysis::analyze_offline(&input);
+                        }
+                    }
+                }
+            }
+        };
+        results.push((case, analysis));
+    }
+    let elapsed = started.elapsed();
+    let report = eval::score(&results);
+    if json {
+        let mut v = report.to_json();
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("engine".into(), serde_json::json!(engine));
+            m.insert("fallbacks".into(), serde_json::json!(fallbacks));
+            m.insert("elapsed_ms".into(), serde_json::json!(elapsed.as_millis() as u64));
+        }
+        println!("{v}");
+    } else {
+        println!("engine: {engine}{}\n", if fallbacks > 0 { format!(" ({fallbacks} cases fell back to rules)") } else { String::new() });
+        print!("{}", report.render(verbose));
+    }
+    Ok(())
 }
 
 /// One caller turn per line; or a JSON array of strings.

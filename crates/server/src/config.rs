@@ -22,6 +22,18 @@ pub struct Config {
     /// Run the background workers in this process.
     pub workers: bool,
     pub demo: bool,
+    /// The timezone of calls that do not say theirs (IANA name).
+    pub default_timezone: String,
+    /// Post-call analysis engine: `rules` (offline, the default) or `llm`.
+    pub analysis_engine: String,
+    /// OpenAI-compatible base URL for the `llm` engine, e.g. https://api.openai.com/v1.
+    pub llm_url: Option<String>,
+    pub llm_model: String,
+    /// Secret: the LLM endpoint's API key.
+    pub llm_api_key: Option<String>,
+    pub llm_timeout_ms: u64,
+    /// Attempts before analysis falls back to the rules engine.
+    pub analysis_max_attempts: u32,
 }
 
 impl Default for Config {
@@ -34,6 +46,13 @@ impl Default for Config {
             public_url: None,
             workers: true,
             demo: false,
+            default_timezone: "UTC".into(),
+            analysis_engine: "rules".into(),
+            llm_url: None,
+            llm_model: "gpt-4o-mini".into(),
+            llm_api_key: None,
+            llm_timeout_ms: 30_000,
+            analysis_max_attempts: 4,
         }
     }
 }
@@ -48,6 +67,12 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("workers", &self.workers)
             .field("demo", &self.demo)
+            .field("default_timezone", &self.default_timezone)
+            .field("analysis_engine", &self.analysis_engine)
+            .field("llm_url", &self.llm_url)
+            .field("llm_model", &self.llm_model)
+            .field("llm_api_key", &self.llm_api_key.as_ref().map(|_| "<redacted>"))
+            .field("llm_timeout_ms", &self.llm_timeout_ms)
             .finish()
     }
 }
@@ -88,7 +113,25 @@ impl Config {
             fig = fig.merge(Serialized::default("database_url", url));
         }
         fig = fig.merge(Serialized::defaults(overrides));
-        fig.extract().map_err(|e| format!("invalid configuration: {e}"))
+        let config: Config = fig.extract().map_err(|e| format!("invalid configuration: {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if jiff::tz::TimeZone::get(&self.default_timezone).is_err() {
+            return Err(format!("default_timezone '{}' is not an IANA timezone", self.default_timezone));
+        }
+        match self.analysis_engine.as_str() {
+            "rules" => {}
+            "llm" if self.llm_url.is_some() => {}
+            "llm" => return Err("analysis_engine = llm needs llm_url (DIALNEXA_LLM_URL)".into()),
+            other => return Err(format!("analysis_engine '{other}' is unknown (rules or llm)")),
+        }
+        if self.analysis_max_attempts == 0 {
+            return Err("analysis_max_attempts must be at least 1".into());
+        }
+        Ok(())
     }
 
     /// The store URL: PostgreSQL when configured, else SQLite in the data directory.
@@ -110,9 +153,14 @@ mod tests {
 
     #[test]
     fn debug_redacts_secrets() {
-        let c = Config { database_url: Some("postgres://u:hunter2@h/db".into()), admin_key: Some("dnx_secret".into()), ..Config::default() };
+        let c = Config {
+            database_url: Some("postgres://u:hunter2@h/db".into()),
+            admin_key: Some("dnx_secret".into()),
+            llm_api_key: Some("sk-llm-secret".into()),
+            ..Config::default()
+        };
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("dnx_secret"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("dnx_secret") && !shown.contains("sk-llm-secret"), "{shown}");
     }
 
     #[test]

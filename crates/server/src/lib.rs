@@ -12,6 +12,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod state;
 pub mod testcall;
+pub mod worker;
 
 pub use app::{prepare, router, serve};
 pub use config::Config;

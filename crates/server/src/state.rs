@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use dialnexa_analysis::Engine;
 use dialnexa_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -12,4 +13,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    /// The post-call analysis engine (rules, or llm with rules as its fallback).
+    pub engine: Arc<dyn Engine>,
+    /// This process's name in leases and attempts.
+    pub worker_id: String,
 }

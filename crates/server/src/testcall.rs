@@ -27,6 +27,8 @@ pub struct TestCallRequest {
     pub to_number: Option<PhoneNumber>,
     pub variables: BTreeMap<String, String>,
     pub metadata: Value,
+    /// IANA name; relative times the caller says are resolved in it.
+    pub timezone: Option<String>,
 }
 
 /// Check the parts of a request that do not need the database.
@@ -57,6 +59,11 @@ pub fn check_request(req: &TestCallRequest) -> ApiResult<()> {
     }
     if req.metadata.to_string().len() > MAX_METADATA_BYTES {
         return Err(ApiError::field("metadata", format!("larger than {MAX_METADATA_BYTES} bytes")));
+    }
+    if let Some(tz) = &req.timezone
+        && jiff::tz::TimeZone::get(tz).is_err()
+    {
+        return Err(ApiError::field("timezone", format!("'{}' is not an IANA timezone such as Europe/Berlin", tz.chars().take(60).collect::<String>())));
     }
     if req.variables.len() > MAX_VARIABLES {
         return Err(ApiError::field("variables", format!("at most {MAX_VARIABLES} variables")));
@@ -90,9 +97,16 @@ fn at(start: jiff::Timestamp, offset_ms: u64) -> jiff::Timestamp {
     start.checked_add(jiff::SignedDuration::from_millis(i64::try_from(offset_ms).unwrap_or(i64::MAX / 2))).unwrap_or(start)
 }
 
-/// Run a test call and store it; returns its id. Every fault before the call is stored is a
-/// user error that changes nothing.
-pub async fn run(store: &dyn Store, req: TestCallRequest, now: jiff::Timestamp) -> ApiResult<CallId> {
+/// How the stored call is analysed afterwards.
+#[derive(Debug, Clone)]
+pub struct AnalysisPlan {
+    pub engine: String,
+    pub max_attempts: u32,
+}
+
+/// Run a test call and store it with its analysis work item, in one transaction; returns
+/// its id. Every fault before the call is stored is a user error that changes nothing.
+pub async fn run(store: &dyn Store, req: TestCallRequest, plan: &AnalysisPlan, now: jiff::Timestamp) -> ApiResult<CallId> {
     check_request(&req)?;
     let route_req =
         RouteRequest { entry_point: Some(EntryPoint::Test), agent_id: req.agent_id.clone(), agent_version: req.agent_version, ..Default::default() };
@@ -177,7 +191,7 @@ pub async fn run(store: &dyn Store, req: TestCallRequest, now: jiff::Timestamp) 
         category: None,
         summary: None,
         extracted_fields: text.fields,
-        analysis: None,
+        analysis: Some(crate::worker::pending(now, &plan.engine)),
         transfer,
         recording: RecordingInfo {
             status: "none".into(),
@@ -188,9 +202,11 @@ pub async fn run(store: &dyn Store, req: TestCallRequest, now: jiff::Timestamp) 
         audio_cache_hits: 0,
         audio_cache_misses: 0,
         metadata: if req.metadata.is_null() { json!({}) } else { req.metadata },
+        timezone: req.timezone,
     };
     let call = NewCall { row, timeline, transcript: text.transcript };
-    store.insert_call(&call, &[], now).await?;
+    let work = crate::worker::analysis_work(&call_id, "1", plan.max_attempts);
+    store.insert_call(&call, &[work], now).await?;
     metrics::counter!("dialnexa_calls_total", "entry_point" => "test", "status" => status.as_str()).increment(1);
     tracing::info!(call_id = %call_id, agent_id = %route.agent_id, version = route.agent_version, reason = %reason, "test call stored");
     Ok(call_id)

@@ -6,10 +6,10 @@ use dialnexa_core::evidence::Role;
 use dialnexa_core::{AgentId, Annotation, AnnotationId, CallId, TimelineEvent, TranscriptTurn};
 
 use crate::db::{SqlStore, conflict_on_unique, get, json, ms, parse, ts, ts_opt, u32_of};
-use crate::queue::{NewWork, insert_work};
-use crate::{AnnotationFilter, CallCursor, CallDetail, CallFilter, CallRow, HandoffSummary, NewCall, RecordingInfo, Result, StoreError};
+use crate::queue::{Claimed, Completion, NewWork, complete_in, insert_work};
+use crate::{AnalysisUpdate, AnnotationFilter, CallCursor, CallDetail, CallFilter, CallRow, HandoffSummary, NewCall, RecordingInfo, Result, StoreError};
 
-const COLS: &str = "call_id, entry_point, direction, from_number, to_number, agent_id, agent_version, config_hash, route, batch_id, workflow_id, status, disconnection_reason, created_at, started_at, ended_at, duration_ms, category, summary, extracted_fields, analysis, transfer, recording, audio_cache_hits, audio_cache_misses, metadata, updated_at";
+const COLS: &str = "call_id, entry_point, direction, from_number, to_number, agent_id, agent_version, config_hash, route, batch_id, workflow_id, status, disconnection_reason, created_at, started_at, ended_at, duration_ms, category, summary, extracted_fields, analysis, transfer, recording, audio_cache_hits, audio_cache_misses, metadata, updated_at, timezone";
 
 fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -55,6 +55,7 @@ pub(crate) fn row_from(r: &AnyRow) -> Result<CallRow> {
         audio_cache_hits: u64_of(get(r, "audio_cache_hits")?, "audio_cache_hits")?,
         audio_cache_misses: u64_of(get(r, "audio_cache_misses")?, "audio_cache_misses")?,
         metadata: json(&get::<String>(r, "metadata")?, "metadata")?,
+        timezone: get(r, "timezone")?,
     })
 }
 
@@ -62,7 +63,7 @@ pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], 
     let c = &call.row;
     let mut tx = s.begin_write().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO calls ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+        "INSERT INTO calls ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
     )))
     .bind(c.call_id.as_str())
     .bind(&c.entry_point)
@@ -91,6 +92,7 @@ pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], 
     .bind(i64_of(c.audio_cache_misses))
     .bind(c.metadata.to_string())
     .bind(ms(now))
+    .bind(c.timezone.as_deref())
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "call already exists"))?;
@@ -361,4 +363,67 @@ pub(crate) async fn distinct_agent_versions(s: &SqlStore, f: &CallFilter) -> Res
         .collect::<Vec<_>>();
     out.sort();
     Ok(out)
+}
+
+pub(crate) async fn set_call_analysis(s: &SqlStore, id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()> {
+    let done = sqlx::query("UPDATE calls SET analysis = $2, updated_at = $3 WHERE call_id = $1")
+        .bind(id.as_str())
+        .bind(analysis.to_string())
+        .bind(ms(now))
+        .execute(&s.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) async fn finish_analysis(
+    s: &SqlStore,
+    item: &Claimed,
+    id: &CallId,
+    u: &AnalysisUpdate,
+    follow_up: &[NewWork],
+    now: jiff::Timestamp,
+) -> Result<Completion> {
+    let mut tx = s.begin_write().await?;
+    if !complete_in(&mut tx, item, ms(now)).await? {
+        tx.rollback().await?;
+        return Ok(Completion::Stale);
+    }
+    let done = sqlx::query("UPDATE calls SET analysis = $2, category = $3, summary = $4, extracted_fields = $5, updated_at = $6 WHERE call_id = $1")
+        .bind(id.as_str())
+        .bind(u.analysis.to_string())
+        .bind(u.category.as_deref())
+        .bind(u.summary.as_deref())
+        .bind(serde_json::to_string(&u.extracted_fields).map_err(corrupt)?)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound);
+    }
+    for w in follow_up {
+        insert_work(&mut tx, w, now).await?;
+    }
+    tx.commit().await?;
+    Ok(Completion::Done)
+}
+
+pub(crate) async fn request_analysis(s: &SqlStore, id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()> {
+    let mut tx = s.begin_write().await?;
+    let done = sqlx::query("UPDATE calls SET analysis = $2, updated_at = $3 WHERE call_id = $1")
+        .bind(id.as_str())
+        .bind(pending.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound);
+    }
+    insert_work(&mut tx, work, now).await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -86,6 +86,22 @@ pub trait Store: Send + Sync + 'static {
     async fn add_annotation(&self, annotation: &Annotation) -> Result<()>;
     async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>>;
 
+    /// Set the call's `analysis` object (pending, failed ...) without other changes.
+    async fn set_call_analysis(&self, call_id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()>;
+    /// Write an analysis onto its call, complete the work item that produced it and enqueue
+    /// the work it causes, in one transaction fenced by the item's lease: a worker that lost
+    /// its lease writes nothing (`Completion::Stale`).
+    async fn finish_analysis(
+        &self,
+        item: &Claimed,
+        call_id: &CallId,
+        update: &AnalysisUpdate,
+        follow_up: &[NewWork],
+        now: jiff::Timestamp,
+    ) -> Result<Completion>;
+    /// Request a new analysis: mark it pending and enqueue the work, in one transaction.
+    async fn request_analysis(&self, call_id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()>;
+
     // Work queue
     async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize>;
     /// Claim up to `limit` due items of the given kinds, rescuing expired leases first.
@@ -180,6 +196,22 @@ impl Store for SqlStore {
     }
     async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>> {
         calls::list_annotations(self, filter, after, limit).await
+    }
+    async fn set_call_analysis(&self, call_id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()> {
+        calls::set_call_analysis(self, call_id, analysis, now).await
+    }
+    async fn finish_analysis(
+        &self,
+        item: &Claimed,
+        call_id: &CallId,
+        update: &AnalysisUpdate,
+        follow_up: &[NewWork],
+        now: jiff::Timestamp,
+    ) -> Result<Completion> {
+        calls::finish_analysis(self, item, call_id, update, follow_up, now).await
+    }
+    async fn request_analysis(&self, call_id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()> {
+        calls::request_analysis(self, call_id, pending, work, now).await
     }
     async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize> {
         queue::enqueue(self, work, now).await

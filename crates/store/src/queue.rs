@@ -229,6 +229,23 @@ async fn finish_attempt(tx: &mut Transaction<'static, Any>, c: &Claimed, outcome
 /// have run out (an expired lease may be rescued at any moment; its holder must stop).
 const FENCE: &str = "id = $1 AND state = 'running' AND lease_seq = $2 AND lease_expires_at >= $3";
 
+/// Complete `c` inside `tx`; `false` when the fence does not hold (the caller rolls back).
+pub(crate) async fn complete_in(tx: &mut Transaction<'static, Any>, c: &Claimed, now_ms: i64) -> Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE work_items SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 WHERE {FENCE}"
+    )))
+    .bind(&c.id)
+    .bind(c.lease_seq)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    finish_attempt(tx, c, "succeeded", None, now_ms).await?;
+    Ok(true)
+}
+
 pub(crate) async fn complete(s: &SqlStore, c: &Claimed, now: jiff::Timestamp) -> Result<Completion> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;

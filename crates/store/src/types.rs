@@ -122,6 +122,8 @@ pub struct CallRow {
     pub audio_cache_hits: u64,
     pub audio_cache_misses: u64,
     pub metadata: serde_json::Value,
+    /// IANA name of the caller's timezone, when known.
+    pub timezone: Option<String>,
 }
 
 /// A call to write, with its evidence.
@@ -208,4 +210,15 @@ pub struct WorkAttemptRecord {
     pub finished_at: Option<jiff::Timestamp>,
     pub outcome: Option<String>,
     pub error: Option<String>,
+}
+
+/// What an analysis writes onto its call.
+#[derive(Debug, Clone)]
+pub struct AnalysisUpdate {
+    /// The `analysis` object of the call detail (status, engine, findings ...).
+    pub analysis: serde_json::Value,
+    pub category: Option<String>,
+    pub summary: Option<String>,
+    /// The call's fields after merging the analysis in.
+    pub extracted_fields: BTreeMap<String, ExtractedField>,
 }

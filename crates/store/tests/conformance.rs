@@ -27,7 +27,8 @@ on_both!(
     queue_expired_lease_is_rescued,
     queue_stale_completion_changes_nothing,
     queue_retries_back_off_then_die,
-    queue_dedup_and_outbox
+    queue_dedup_and_outbox,
+    analysis_is_written_under_the_lease
 );
 
 fn t(ms: i64) -> jiff::Timestamp {
@@ -147,6 +148,7 @@ fn call(at: i64, entry: &str, status: &str, agent: &AgentId, version: u32, from:
             audio_cache_hits: 0,
             audio_cache_misses: 0,
             metadata: serde_json::json!({"k": "v"}),
+            timezone: Some("Europe/Berlin".into()),
         },
         timeline: vec![TimelineEvent { at: t(at), offset_ms: 0, kind: "route_resolved".into(), detail: "because".into() }],
         transcript: vec![
@@ -177,6 +179,7 @@ async fn calls_list_filters_and_cursor(b: Backend) {
     assert_eq!(detail.timeline[0].kind, "route_resolved");
     assert_eq!(detail.row.extracted_fields["caller_name"].span.end, 3);
     assert_eq!(detail.row.metadata["k"], "v");
+    assert_eq!(detail.row.timezone.as_deref(), Some("Europe/Berlin"));
     assert!(matches!(s.get_call(&CallId::generate()).await, Err(StoreError::NotFound)));
 
     // Newest first; pages of 7 cover all 30 once.
@@ -429,4 +432,43 @@ async fn a_bad_database_url_fails_fast_with_a_plain_message() {
     assert!(err.contains("unsupported database URL"), "{err}");
     let err = SqlStore::connect("postgres://nobody:secret@127.0.0.1:1/x").await.unwrap_err().to_string();
     assert!(err.contains("cannot connect") && !err.contains("secret"), "{err}");
+}
+
+async fn analysis_is_written_under_the_lease(b: Backend) {
+    let (s, _d) = store(b).await;
+    let a = AgentId::generate();
+    let c = call(0, "test", "ended", &a, 1, "+15550100001");
+    let id = c.row.call_id.clone();
+    let w = NewWork {
+        kind: "analysis".into(),
+        payload: serde_json::json!({"call_id": id}),
+        dedup_key: Some(format!("analysis:{id}")),
+        max_attempts: 3,
+        run_at: None,
+    };
+    s.insert_call(&c, std::slice::from_ref(&w), t(0)).await.unwrap();
+    s.set_call_analysis(&id, &serde_json::json!({"status": "pending"}), t(0)).await.unwrap();
+    let slow = s.claim(&["analysis"], "slow", 1, LEASE, t(0)).await.unwrap().remove(0);
+    let fresh = s.claim(&["analysis"], "fresh", 1, LEASE, t(60_000)).await.unwrap().remove(0);
+    let update = |who: &str| AnalysisUpdate {
+        analysis: serde_json::json!({"status": "done", "by": who}),
+        category: Some("incident".into()),
+        summary: Some(format!("by {who}")),
+        extracted_fields: BTreeMap::new(),
+    };
+    let next = NewWork { kind: "handoff".into(), payload: serde_json::json!({}), dedup_key: Some(format!("handoff:{id}")), max_attempts: 3, run_at: None };
+    // The worker that lost its lease writes nothing, and causes nothing.
+    assert_eq!(s.finish_analysis(&slow, &id, &update("slow"), std::slice::from_ref(&next), t(61_000)).await.unwrap(), Completion::Stale);
+    assert_eq!(s.get_call(&id).await.unwrap().row.analysis.unwrap()["status"], "pending");
+    assert!(s.claim(&["handoff"], "w", 10, LEASE, t(61_000)).await.unwrap().is_empty());
+    assert_eq!(s.finish_analysis(&fresh, &id, &update("fresh"), &[next], t(62_000)).await.unwrap(), Completion::Done);
+    let row = s.get_call(&id).await.unwrap().row;
+    assert_eq!((row.analysis.unwrap()["by"].as_str(), row.category.as_deref(), row.summary.as_deref()), (Some("fresh"), Some("incident"), Some("by fresh")));
+    assert_eq!(s.claim(&["handoff"], "w", 10, LEASE, t(62_000)).await.unwrap().len(), 1, "the follow-up work commits with the analysis");
+    assert_eq!(s.list_calls(&CallFilter { category: Some("incident".into()), ..Default::default() }, None, 10).await.unwrap().len(), 1);
+    // Rerun: pending again, with new work, atomically.
+    let rerun = NewWork { dedup_key: Some(format!("analysis:{id}:2")), ..w };
+    s.request_analysis(&id, &serde_json::json!({"status": "pending"}), &rerun, t(63_000)).await.unwrap();
+    assert_eq!(s.claim(&["analysis"], "w", 10, LEASE, t(63_000)).await.unwrap().len(), 1);
+    assert!(matches!(s.request_analysis(&CallId::generate(), &serde_json::json!({}), &rerun, t(0)).await, Err(StoreError::NotFound)));
 }

@@ -2,9 +2,11 @@
 //! (SQLite in a temporary directory, or a PostgreSQL schema of its own) and a known API
 //! key, and talks to it over real HTTP.
 
+pub mod fake_llm;
+
 use std::sync::Arc;
 
-use dialnexa_server::Config;
+use dialnexa_server::{AppState, Config};
 use dialnexa_store::{Backend, Store};
 use serde_json::Value;
 
@@ -35,6 +37,7 @@ pub struct TestAppBuilder {
     backend: Backend,
     demo: bool,
     reuse: Option<(tempfile::TempDir, String, String)>,
+    tweaks: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
 }
 
 impl TestAppBuilder {
@@ -46,6 +49,21 @@ impl TestAppBuilder {
         self.demo = true;
         self
     }
+    /// Change the server's config before it starts.
+    pub fn config(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.tweaks.push(Box::new(f));
+        self
+    }
+    /// Analyse with the `llm` engine against this endpoint.
+    pub fn llm(self, url: &str) -> Self {
+        let url = url.to_owned();
+        self.config(move |c| {
+            c.analysis_engine = "llm".into();
+            c.llm_url = Some(url);
+            c.llm_model = "fake-model".into();
+            c.llm_timeout_ms = 1_000;
+        })
+    }
     pub async fn start(self) -> TestApp {
         let (dir, url, key) = match self.reuse {
             Some(r) => r,
@@ -55,16 +73,22 @@ impl TestAppBuilder {
                 (dir, url, format!("dnx_test_{}", uuid::Uuid::now_v7().simple()))
             }
         };
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             database_url: Some(url.clone()),
             admin_key: Some(key.clone()),
             demo: self.demo,
+            // Tests drive background work themselves: `run_pending_work`.
+            workers: false,
             ..Config::default()
         };
+        for f in self.tweaks {
+            f(&mut config);
+        }
         let state = dialnexa_server::prepare(&config).await.expect("app starts");
         let store = state.store.clone();
+        let kept_state = state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -76,6 +100,7 @@ impl TestAppBuilder {
             client: reqwest::Client::new(),
             key,
             store,
+            state: kept_state,
             dir: Some(dir),
             url,
             shutdown: Some(tx),
@@ -91,6 +116,7 @@ pub struct TestApp {
     /// An admin API key.
     pub key: String,
     pub store: Arc<dyn Store>,
+    pub state: AppState,
     pub backend: Backend,
     dir: Option<tempfile::TempDir>,
     url: String,
@@ -100,7 +126,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { backend: Backend::Sqlite, demo: false, reuse: None }
+        TestAppBuilder { backend: Backend::Sqlite, demo: false, reuse: None, tweaks: vec![] }
     }
 
     pub async fn start(backend: Backend) -> TestApp {
@@ -120,7 +146,7 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         let dir = self.dir.take().expect("data dir");
-        TestAppBuilder { backend: self.backend, demo: false, reuse: Some((dir, self.url.clone(), self.key.clone())) }.start().await
+        TestAppBuilder { backend: self.backend, demo: false, reuse: Some((dir, self.url.clone(), self.key.clone())), tweaks: vec![] }.start().await
     }
 
     async fn stop(&mut self) {
@@ -130,6 +156,16 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
+    }
+
+    /// Run every background work item that is due now (analysis ...), until none is left.
+    pub async fn run_pending_work(&self) -> usize {
+        dialnexa_server::worker::drain(&self.state).await.expect("background work runs")
+    }
+
+    /// [`Self::run_pending_work`] as if the clock said `now` (to reach scheduled retries).
+    pub async fn run_pending_work_at(&self, now: jiff::Timestamp) -> usize {
+        dialnexa_server::worker::drain_at(&self.state, now).await.expect("background work runs")
     }
 
     pub fn url(&self, path: &str) -> String {

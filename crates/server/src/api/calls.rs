@@ -38,6 +38,8 @@ pub struct TestCallIn {
     pub variables: Option<BTreeMap<String, String>>,
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
+    /// The caller's IANA timezone (default: the server's `default_timezone`).
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -239,6 +241,30 @@ impl From<CallDetail> for CallOut {
     }
 }
 
+pub fn analysis_plan(state: &AppState) -> testcall::AnalysisPlan {
+    testcall::AnalysisPlan { engine: state.engine.name().to_owned(), max_attempts: state.config.analysis_max_attempts }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RerunOut {
+    pub call_id: String,
+    #[schema(value_type = Object)]
+    pub analysis: Value,
+}
+
+/// Analyse the call again (after a config change, or with another engine).
+#[utoipa::path(post, path = "/v1/calls/{call_id}/analysis/rerun", tag = "calls", responses((status = 202, body = RerunOut), (status = 404)))]
+pub async fn rerun_analysis(State(state): State<AppState>, Path(call_id): Path<String>) -> ApiResult<(StatusCode, Json<RerunOut>)> {
+    let call = load_detail(&state, &call_id).await?;
+    let now = jiff::Timestamp::now();
+    let plan = analysis_plan(&state);
+    let pending = crate::worker::pending(now, &plan.engine);
+    let key = uuid::Uuid::now_v7().simple().to_string();
+    let work = crate::worker::analysis_work(&call.row.call_id, &key, plan.max_attempts);
+    state.store.request_analysis(&call.row.call_id, &pending, &work, now).await?;
+    Ok((StatusCode::ACCEPTED, Json(RerunOut { call_id: call.row.call_id.to_string(), analysis: pending })))
+}
+
 pub async fn load_detail(state: &AppState, raw: &str) -> ApiResult<CallDetail> {
     let id = CallId::parse(raw).map_err(|_| ApiError::not_found("call"))?;
     state.store.get_call(&id).await.map_err(|e| match e {
@@ -259,8 +285,9 @@ pub async fn create_test(State(state): State<AppState>, ApiJson(body): ApiJson<T
         to_number: body.to_number.as_deref().map(|p| super::numbers::parse_number(p, "to_number")).transpose()?,
         variables: body.variables.unwrap_or_default(),
         metadata: body.metadata.unwrap_or(Value::Null),
+        timezone: body.timezone,
     };
-    let call_id = testcall::run(state.store.as_ref(), req, jiff::Timestamp::now()).await?;
+    let call_id = testcall::run(state.store.as_ref(), req, &analysis_plan(&state), jiff::Timestamp::now()).await?;
     let detail = state.store.get_call(&call_id).await?;
     Ok((StatusCode::CREATED, Json(detail.into())))
 }

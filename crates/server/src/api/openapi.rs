@@ -41,7 +41,7 @@ impl Modify for BearerKey {
         agents::create, agents::list, agents::get_one, agents::update_draft, agents::publish, agents::get_version,
         numbers::create, numbers::list, numbers::get_one, numbers::patch, numbers::delete,
         routes::resolve,
-        calls::create_test, calls::list, calls::get_one, export::export,
+        calls::create_test, calls::list, calls::get_one, calls::rerun_analysis, export::export,
         annotations::create, annotations::list,
         document,
     ),

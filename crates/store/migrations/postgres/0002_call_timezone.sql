@@ -1,0 +1,2 @@
+-- The caller's timezone: relative times in the transcript ("3pm yesterday") resolve in it.
+ALTER TABLE calls ADD COLUMN timezone TEXT;
