@@ -88,3 +88,49 @@ pub fn analyze_offline(input: &AnalysisInput) -> Analysis {
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialnexa_core::analysis::AnalysisConfig;
+    use dialnexa_core::evidence::{Role, TranscriptTurn};
+
+    fn input(turns: usize, chars_each: usize) -> AnalysisInput {
+        AnalysisInput {
+            call_time: jiff::Timestamp::UNIX_EPOCH,
+            timezone: "UTC".into(),
+            transcript: (0..turns)
+                .map(|i| TranscriptTurn { index: i as u32, role: if i % 2 == 0 { Role::Agent } else { Role::Caller }, text: "é".repeat(chars_each), start_ms: 0, end_ms: 0 })
+                .collect(),
+            schema: AnalysisConfig::default().resolve("analysis").unwrap(),
+        }
+    }
+
+    #[test]
+    fn short_transcripts_are_not_cut() {
+        let (same, t) = truncate(&input(10, 50));
+        assert!(t.is_none());
+        assert_eq!(same.transcript.len(), 10);
+    }
+
+    #[test]
+    fn long_transcripts_are_cut_and_the_cut_is_recorded() {
+        let (cut, t) = truncate(&input(MAX_TURNS + 500, 10));
+        let t = t.unwrap();
+        assert_eq!((cut.transcript.len(), t.kept_turns, t.original_turns), (MAX_TURNS, MAX_TURNS, MAX_TURNS + 500));
+        let (cut, t) = truncate(&input(10, MAX_CHARS / 4));
+        let t = t.unwrap();
+        assert_eq!(t.kept_chars, MAX_CHARS);
+        assert_eq!(cut.transcript.iter().map(|x| x.text.chars().count()).sum::<usize>(), MAX_CHARS);
+        let a = analyze_offline(&input(MAX_TURNS + 1, 5));
+        assert!(a.truncated.is_some() && !a.warnings.is_empty());
+    }
+
+    #[test]
+    fn empty_and_one_sided_transcripts_do_not_fail() {
+        for i in [input(0, 0), input(1, 20)] {
+            let a = analyze_offline(&i);
+            assert!(a.fields.is_empty());
+        }
+    }
+}

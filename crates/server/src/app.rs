@@ -48,6 +48,18 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{call_id}/annotations", post(api::annotations::create))
         .route("/calls/{call_id}/analysis/rerun", post(api::calls::rerun_analysis))
         .route("/annotations", get(api::annotations::list))
+        .route("/integrations", post(api::integrations::create).get(api::integrations::list))
+        .route("/integrations/recommended-rules", get(api::integrations::recommended_rules))
+        .route("/integrations/{integration_id}", get(api::integrations::get_one))
+        .route("/handoffs", get(api::handoffs::list))
+        .route("/handoffs/{handoff_id}", get(api::handoffs::get_one))
+        .route("/handoffs/{handoff_id}/retry", post(api::handoffs::retry))
+        .route("/review-items", get(api::handoffs::list_reviews))
+        .route("/review-items/{review_id}/approve", post(api::handoffs::approve))
+        .route("/review-items/{review_id}/reject", post(api::handoffs::reject))
+        .route("/follow-ups", get(api::handoffs::list_follow_ups))
+        .route("/follow-ups/{follow_up_id}/complete", post(api::handoffs::complete_follow_up))
+        .route("/insights/recurring", get(api::handoffs::recurring))
         .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key));
     Router::new()
@@ -108,7 +120,8 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     }
     let engine = crate::worker::engine_from(config)?;
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id })
+    let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
+    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id, http })
 }
 
 /// Serve until the shutdown future resolves. Tests pass a listener bound to port 0 and

@@ -34,6 +34,16 @@ pub struct Config {
     pub llm_timeout_ms: u64,
     /// Attempts before analysis falls back to the rules engine.
     pub analysis_max_attempts: u32,
+    /// Delivery attempts before a handoff is dead.
+    pub handoff_max_attempts: u32,
+    /// Seconds between delivery attempts (the last repeats).
+    pub handoff_retry_secs: Vec<u64>,
+    /// Per-request timeout towards integrations.
+    pub handoff_timeout_ms: u64,
+    /// Customers whose records wait for review (case-insensitive names).
+    pub vip_customers: Vec<String>,
+    /// Owner of callbacks and promises when a rule names none.
+    pub follow_up_owner: String,
 }
 
 impl Default for Config {
@@ -53,6 +63,11 @@ impl Default for Config {
             llm_api_key: None,
             llm_timeout_ms: 30_000,
             analysis_max_attempts: 4,
+            handoff_max_attempts: 8,
+            handoff_retry_secs: vec![5, 300, 1800, 7200, 18000, 36000, 36000],
+            handoff_timeout_ms: 15_000,
+            vip_customers: vec![],
+            follow_up_owner: "support".into(),
         }
     }
 }
@@ -73,6 +88,9 @@ impl std::fmt::Debug for Config {
             .field("llm_model", &self.llm_model)
             .field("llm_api_key", &self.llm_api_key.as_ref().map(|_| "<redacted>"))
             .field("llm_timeout_ms", &self.llm_timeout_ms)
+            .field("handoff_max_attempts", &self.handoff_max_attempts)
+            .field("handoff_retry_secs", &self.handoff_retry_secs)
+            .field("vip_customers", &self.vip_customers)
             .finish()
     }
 }
@@ -128,6 +146,9 @@ impl Config {
             "llm" => return Err("analysis_engine = llm needs llm_url (DIALNEXA_LLM_URL)".into()),
             other => return Err(format!("analysis_engine '{other}' is unknown (rules or llm)")),
         }
+        if self.handoff_max_attempts == 0 || self.handoff_retry_secs.is_empty() {
+            return Err("handoff_max_attempts must be at least 1 and handoff_retry_secs not empty".into());
+        }
         if self.analysis_max_attempts == 0 {
             return Err("analysis_max_attempts must be at least 1".into());
         }
@@ -140,6 +161,10 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("dialnexa.db").display()),
         }
+    }
+
+    pub fn handoff_retry_schedule(&self) -> Vec<std::time::Duration> {
+        self.handoff_retry_secs.iter().map(|s| std::time::Duration::from_secs(*s)).collect()
     }
 
     pub fn public_base(&self) -> String {

@@ -146,3 +146,17 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
     }
 }
+
+/// A JSON body that may be absent (an empty body is `None`).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        Ok(OptionalJson(Some(parse_json(&bytes)?)))
+    }
+}

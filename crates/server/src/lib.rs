@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod handoffs;
 pub mod idempotency;
 pub mod state;
 pub mod testcall;

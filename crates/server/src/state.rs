@@ -17,4 +17,6 @@ pub struct AppState {
     pub engine: Arc<dyn Engine>,
     /// This process's name in leases and attempts.
     pub worker_id: String,
+    /// The HTTP client towards integrations: no redirects, timeouts.
+    pub http: reqwest::Client,
 }

@@ -111,7 +111,8 @@ pub async fn run_once_at(state: &AppState, now: jiff::Timestamp) -> Result<usize
             tracing::error!(item = %item.id, error = %e, "analysis item failed; it will be retried after its lease");
         }
     }
-    Ok(items.len())
+    let delivered = crate::handoffs::deliver_batch(state, now).await?;
+    Ok(items.len() + delivered)
 }
 
 fn schema_of(config: &Value) -> AnalysisSchema {
@@ -178,7 +179,8 @@ async fn analyse(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
         }
     };
     let update = build_update(&call, &analysis, fallback, item.attempt, now, &input);
-    match store.finish_analysis(item, &call_id, &update, &[], now).await? {
+    let plan = crate::handoffs::plan_for(state, &call, &analysis, now).await?;
+    match store.finish_analysis(item, &call_id, &update, &plan, now).await? {
         Completion::Stale => tracing::warn!(call_id = %call_id, "analysis finished after its lease was lost; discarded"),
         _ => metrics::counter!("dialnexa_analysis_total", "engine" => analysis.engine.clone(), "outcome" => "done").increment(1),
     }

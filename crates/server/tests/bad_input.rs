@@ -53,6 +53,14 @@ async fn bad_input_changes_nothing(backend: DbBackend) {
     assert_eq!(body["error"]["details"]["path"], "config.kind");
     expect(&app, app.post("/v1/agents", &json!({ "name": "", "config": demo_agent_config() })).await, 422, "validation_failed").await;
     let mut cfg = demo_agent_config();
+    cfg["analysis"] = json!({ "schemas": ["technical_incident", "astrology"] });
+    let body = expect(&app, app.post("/v1/agents", &json!({ "name": "x", "config": cfg })).await, 422, "invalid_agent_config").await;
+    assert_eq!(body["error"]["details"]["path"], "config.analysis.schemas[1]", "{body}");
+    let mut cfg = demo_agent_config();
+    cfg["analysis"] = json!({ "fields": [{ "name": "tier", "type": "enum" }] });
+    let body = expect(&app, app.post("/v1/agents", &json!({ "name": "x", "config": cfg })).await, 422, "invalid_agent_config").await;
+    assert_eq!(body["error"]["details"]["path"], "config.analysis.fields[0].options", "{body}");
+    let mut cfg = demo_agent_config();
     cfg["flow"]["nodes"][0]["text"] = json!("Hello {{nobody}}");
     expect(&app, app.put(&format!("/v1/agents/{agent_id}/draft"), &json!({ "config": cfg })).await, 422, "invalid_agent_config").await;
 

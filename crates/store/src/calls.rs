@@ -383,7 +383,7 @@ pub(crate) async fn finish_analysis(
     item: &Claimed,
     id: &CallId,
     u: &AnalysisUpdate,
-    follow_up: &[NewWork],
+    plan: &crate::Plan,
     now: jiff::Timestamp,
 ) -> Result<Completion> {
     let mut tx = s.begin_write().await?;
@@ -404,9 +404,7 @@ pub(crate) async fn finish_analysis(
         tx.rollback().await?;
         return Err(StoreError::NotFound);
     }
-    for w in follow_up {
-        insert_work(&mut tx, w, now).await?;
-    }
+    crate::handoffs::write_plan(&mut tx, id, plan, now).await?;
     tx.commit().await?;
     Ok(Completion::Done)
 }

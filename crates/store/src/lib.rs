@@ -11,6 +11,7 @@
 mod agents;
 mod calls;
 mod db;
+pub mod handoffs;
 mod keys;
 mod migrate;
 mod numbers;
@@ -96,11 +97,32 @@ pub trait Store: Send + Sync + 'static {
         item: &Claimed,
         call_id: &CallId,
         update: &AnalysisUpdate,
-        follow_up: &[NewWork],
+        plan: &Plan,
         now: jiff::Timestamp,
     ) -> Result<Completion>;
     /// Request a new analysis: mark it pending and enqueue the work, in one transaction.
     async fn request_analysis(&self, call_id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()>;
+
+    // Integrations and handoffs
+    async fn create_integration(&self, integration: &IntegrationRecord) -> Result<()>;
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>>;
+    async fn get_integration(&self, id: &str) -> Result<IntegrationRecord>;
+    async fn get_handoff(&self, id: &str) -> Result<HandoffRecord>;
+    async fn list_handoffs(&self, filter: &HandoffFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<HandoffRecord>>;
+    async fn handoff_attempts(&self, id: &str) -> Result<Vec<HandoffAttemptRecord>>;
+    async fn handoff_sending(&self, id: &str, now: jiff::Timestamp) -> Result<()>;
+    async fn finish_delivery(&self, item: &Claimed, id: &str, attempt: &HandoffAttemptRecord, result: &HandoffResult, step: &QueueStep, now: jiff::Timestamp) -> Result<Completion>;
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_handoff(&self, item: &Claimed, id: &str, status: &str, reason: &str, review: Option<&NewReview>, call_id: &CallId, now: jiff::Timestamp) -> Result<Completion>;
+    async fn requeue_handoff(&self, id: &str, allowed: &[&str], work: &NewWork, reason: &str, now: jiff::Timestamp) -> Result<HandoffRecord>;
+    async fn recent_match(&self, integration_id: &str, action: &str, category: &str, keys: &[String], exclude: &CallId, since: jiff::Timestamp) -> Result<Option<HandoffRecord>>;
+    async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>>;
+    async fn decide_review(&self, id: &str, approve: bool, note: Option<&str>, by: &str, work: Option<&NewWork>, now: jiff::Timestamp) -> Result<ReviewItemRecord>;
+    async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>>;
+    async fn complete_follow_up(&self, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord>;
+    async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>>;
+    /// Put a claimed item back without spending an attempt.
+    async fn defer(&self, item: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion>;
 
     // Work queue
     async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize>;
@@ -205,13 +227,64 @@ impl Store for SqlStore {
         item: &Claimed,
         call_id: &CallId,
         update: &AnalysisUpdate,
-        follow_up: &[NewWork],
+        plan: &Plan,
         now: jiff::Timestamp,
     ) -> Result<Completion> {
-        calls::finish_analysis(self, item, call_id, update, follow_up, now).await
+        calls::finish_analysis(self, item, call_id, update, plan, now).await
     }
     async fn request_analysis(&self, call_id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()> {
         calls::request_analysis(self, call_id, pending, work, now).await
+    }
+    async fn create_integration(&self, integration: &IntegrationRecord) -> Result<()> {
+        handoffs::create_integration(self, integration).await
+    }
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>> {
+        handoffs::list_integrations(self).await
+    }
+    async fn get_integration(&self, id: &str) -> Result<IntegrationRecord> {
+        handoffs::get_integration(self, id).await
+    }
+    async fn get_handoff(&self, id: &str) -> Result<HandoffRecord> {
+        handoffs::get_handoff(self, id).await
+    }
+    async fn list_handoffs(&self, filter: &HandoffFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<HandoffRecord>> {
+        handoffs::list_handoffs(self, filter, after, limit).await
+    }
+    async fn handoff_attempts(&self, id: &str) -> Result<Vec<HandoffAttemptRecord>> {
+        handoffs::handoff_attempts(self, id).await
+    }
+    async fn handoff_sending(&self, id: &str, now: jiff::Timestamp) -> Result<()> {
+        handoffs::handoff_sending(self, id, now).await
+    }
+    async fn finish_delivery(&self, item: &Claimed, id: &str, attempt: &HandoffAttemptRecord, result: &HandoffResult, step: &QueueStep, now: jiff::Timestamp) -> Result<Completion> {
+        handoffs::finish_delivery(self, item, id, attempt, result, step, now).await
+    }
+    async fn settle_handoff(&self, item: &Claimed, id: &str, status: &str, reason: &str, review: Option<&NewReview>, call_id: &CallId, now: jiff::Timestamp) -> Result<Completion> {
+        handoffs::settle_handoff(self, item, id, status, reason, review, call_id, now).await
+    }
+    async fn requeue_handoff(&self, id: &str, allowed: &[&str], work: &NewWork, reason: &str, now: jiff::Timestamp) -> Result<HandoffRecord> {
+        handoffs::requeue_handoff(self, id, allowed, work, reason, now).await
+    }
+    async fn recent_match(&self, integration_id: &str, action: &str, category: &str, keys: &[String], exclude: &CallId, since: jiff::Timestamp) -> Result<Option<HandoffRecord>> {
+        handoffs::recent_match(self, integration_id, action, category, keys, exclude, since).await
+    }
+    async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
+        handoffs::list_reviews(self, status, call_id, limit).await
+    }
+    async fn decide_review(&self, id: &str, approve: bool, note: Option<&str>, by: &str, work: Option<&NewWork>, now: jiff::Timestamp) -> Result<ReviewItemRecord> {
+        handoffs::decide_review(self, id, approve, note, by, work, now).await
+    }
+    async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>> {
+        handoffs::list_follow_ups(self, kind, status, limit).await
+    }
+    async fn complete_follow_up(&self, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord> {
+        handoffs::complete_follow_up(self, id, note, now).await
+    }
+    async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>> {
+        handoffs::recurring(self, since, limit).await
+    }
+    async fn defer(&self, item: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion> {
+        queue::defer(self, item, until, now).await
     }
     async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize> {
         queue::enqueue(self, work, now).await

@@ -25,6 +25,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_call_timezone.sql"),
         postgres: include_str!("../migrations/postgres/0002_call_timezone.sql"),
     },
+    Migration {
+        version: 3,
+        name: "handoffs",
+        sqlite: include_str!("../migrations/sqlite/0003_handoffs.sql"),
+        postgres: include_str!("../migrations/postgres/0003_handoffs.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &SqlStore) -> Result<()> {

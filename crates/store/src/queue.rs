@@ -229,6 +229,62 @@ async fn finish_attempt(tx: &mut Transaction<'static, Any>, c: &Claimed, outcome
 /// have run out (an expired lease may be rescued at any moment; its holder must stop).
 const FENCE: &str = "id = $1 AND state = 'running' AND lease_seq = $2 AND lease_expires_at >= $3";
 
+/// Whether `c` still holds its lease (inside `tx`, which then owns the row for SQLite's
+/// single writer; on PostgreSQL the row is locked until the transaction ends).
+pub(crate) async fn fence_holds(tx: &mut Transaction<'static, Any>, backend: Backend, c: &Claimed, now_ms: i64) -> Result<bool> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM work_items WHERE {FENCE}{lock}"))).bind(&c.id).bind(c.lease_seq).bind(now_ms).fetch_optional(&mut **tx).await?;
+    Ok(row.is_some())
+}
+
+/// Take a queue step inside `tx` (the fence must hold).
+pub(crate) async fn step_in(tx: &mut Transaction<'static, Any>, c: &Claimed, step: &crate::QueueStep, now_ms: i64) -> Result<Completion> {
+    let (state, run_at, error, outcome, finished, completion) = match step {
+        crate::QueueStep::Complete => ("done", now_ms, None, "succeeded", Some(now_ms), Completion::Done),
+        crate::QueueStep::RetryAt { at, error } => ("queued", ms(*at), Some(error.as_str()), "retrying", None, Completion::Retrying { at: *at }),
+        crate::QueueStep::Finish { state, error } => (*state, now_ms, Some(error.as_str()), "failed", Some(now_ms), if *state == "dead" { Completion::Dead } else { Completion::Failed }),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE work_items SET state = $4, last_error = COALESCE($5, last_error), run_at = $6, finished_at = $7, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 WHERE {FENCE}"
+    )))
+    .bind(&c.id)
+    .bind(c.lease_seq)
+    .bind(now_ms)
+    .bind(state)
+    .bind(error)
+    .bind(run_at)
+    .bind(finished)
+    .execute(&mut **tx)
+    .await?;
+    finish_attempt(tx, c, outcome, error, now_ms).await?;
+    Ok(completion)
+}
+
+/// Put a claimed item back without spending an attempt (it was not its turn yet).
+pub(crate) async fn defer(s: &SqlStore, c: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion> {
+    let now_ms = ms(now);
+    let mut tx = s.begin_write().await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE work_items SET state = 'queued', attempts = attempts - 1, run_at = $4, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 WHERE {FENCE}"
+    )))
+    .bind(&c.id)
+    .bind(c.lease_seq)
+    .bind(now_ms)
+    .bind(ms(until))
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(Completion::Stale);
+    }
+    sqlx::query("DELETE FROM work_attempts WHERE item_id = $1 AND lease_seq = $2").bind(&c.id).bind(c.lease_seq).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Completion::Retrying { at: until })
+}
+
 /// Complete `c` inside `tx`; `false` when the fence does not hold (the caller rolls back).
 pub(crate) async fn complete_in(tx: &mut Transaction<'static, Any>, c: &Claimed, now_ms: i64) -> Result<bool> {
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(

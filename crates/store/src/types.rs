@@ -222,3 +222,161 @@ pub struct AnalysisUpdate {
     /// The call's fields after merging the analysis in.
     pub extracted_fields: BTreeMap<String, ExtractedField>,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntegrationRecord {
+    pub integration_id: String,
+    pub kind: String,
+    pub name: String,
+    /// Credentials included: never serialise this into an answer.
+    #[serde(skip)]
+    pub config: serde_json::Value,
+    pub rules: serde_json::Value,
+    pub active: bool,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+/// A handoff to create with the analysis that decided it.
+#[derive(Debug, Clone)]
+pub struct NewHandoff {
+    pub handoff_id: String,
+    pub call_id: CallId,
+    pub integration_id: String,
+    pub integration_kind: String,
+    pub action: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub reason: String,
+    pub payload: serde_json::Value,
+    /// 0: enrichment (runs first), 1: delivery.
+    pub phase: i64,
+    pub rule_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewReview {
+    pub review_id: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFollowUp {
+    pub follow_up_id: String,
+    pub kind: String,
+    pub detail: serde_json::Value,
+    pub due_at: Option<jiff::Timestamp>,
+    /// Unique: a re-analysis does not create the same follow-up twice.
+    pub key: String,
+}
+
+/// One planned handoff, the review item that holds it (if any) and its delivery work.
+#[derive(Debug, Clone)]
+pub struct PlannedHandoff {
+    pub handoff: NewHandoff,
+    pub review: Option<NewReview>,
+    pub work: Option<crate::queue::NewWork>,
+}
+
+/// What an analysis decides, committed with it.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub handoffs: Vec<PlannedHandoff>,
+    pub follow_ups: Vec<NewFollowUp>,
+    /// The call's reason for recurring-issue insights (`incident: payments api`).
+    pub reason_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandoffRecord {
+    pub handoff_id: String,
+    pub call_id: CallId,
+    pub integration_id: String,
+    pub integration_kind: String,
+    pub action: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub next_attempt_at: Option<jiff::Timestamp>,
+    pub external_id: Option<String>,
+    pub external_url: Option<String>,
+    pub evidence: serde_json::Value,
+    pub phase: i64,
+    pub rule_name: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandoffAttemptRecord {
+    pub attempt: u32,
+    pub at: jiff::Timestamp,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// The HTTP exchanges of this attempt, secrets redacted.
+    pub exchanges: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HandoffFilter {
+    pub call_id: Option<CallId>,
+    pub status: Option<String>,
+    pub integration_id: Option<String>,
+}
+
+/// How a delivery attempt ended, for the handoff row.
+#[derive(Debug, Clone)]
+pub struct HandoffResult {
+    pub status: String,
+    pub reason: Option<String>,
+    pub external_id: Option<String>,
+    pub external_url: Option<String>,
+    pub evidence: Option<serde_json::Value>,
+    pub next_attempt_at: Option<jiff::Timestamp>,
+}
+
+/// What to do with the delivery's work item, in the same transaction.
+#[derive(Debug, Clone)]
+pub enum QueueStep {
+    Complete,
+    RetryAt { at: jiff::Timestamp, error: String },
+    /// Final: `failed` (not worth retrying) or `dead` (retries ran out).
+    Finish { state: &'static str, error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewItemRecord {
+    pub review_id: String,
+    pub call_id: CallId,
+    pub handoff_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+    pub status: String,
+    pub note: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<jiff::Timestamp>,
+    pub created_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FollowUpRecord {
+    pub follow_up_id: String,
+    pub call_id: CallId,
+    pub kind: String,
+    pub status: String,
+    pub detail: serde_json::Value,
+    pub due_at: Option<jiff::Timestamp>,
+    pub created_at: jiff::Timestamp,
+    pub completed_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecurringReason {
+    pub reason: String,
+    pub count: u64,
+    pub example_call_ids: Vec<String>,
+}

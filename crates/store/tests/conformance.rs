@@ -457,18 +457,49 @@ async fn analysis_is_written_under_the_lease(b: Backend) {
         extracted_fields: BTreeMap::new(),
     };
     let next = NewWork { kind: "handoff".into(), payload: serde_json::json!({}), dedup_key: Some(format!("handoff:{id}")), max_attempts: 3, run_at: None };
+    let plan = |work: NewWork| Plan {
+        handoffs: vec![PlannedHandoff {
+            handoff: NewHandoff {
+                handoff_id: format!("ho_{}", uuid_like()),
+                call_id: id.clone(),
+                integration_id: "int_1".into(),
+                integration_kind: "slack".into(),
+                action: "post_message".into(),
+                idempotency_key: format!("{id}:int_1:post_message"),
+                status: "planned".into(),
+                reason: "sev1 incident".into(),
+                payload: serde_json::json!({"caller": {"email": "ada@example.com"}}),
+                phase: 1,
+                rule_name: Some("on-call".into()),
+            },
+            review: None,
+            work: Some(work),
+        }],
+        follow_ups: vec![NewFollowUp { follow_up_id: format!("fu_{}", uuid_like()), kind: "callback".into(), detail: serde_json::json!({"phone": "+15550100001"}), due_at: None, key: format!("{id}:callback:0") }],
+        reason_key: Some("incident: payments api".into()),
+    };
     // The worker that lost its lease writes nothing, and causes nothing.
-    assert_eq!(s.finish_analysis(&slow, &id, &update("slow"), std::slice::from_ref(&next), t(61_000)).await.unwrap(), Completion::Stale);
+    assert_eq!(s.finish_analysis(&slow, &id, &update("slow"), &plan(next.clone()), t(61_000)).await.unwrap(), Completion::Stale);
     assert_eq!(s.get_call(&id).await.unwrap().row.analysis.unwrap()["status"], "pending");
     assert!(s.claim(&["handoff"], "w", 10, LEASE, t(61_000)).await.unwrap().is_empty());
-    assert_eq!(s.finish_analysis(&fresh, &id, &update("fresh"), &[next], t(62_000)).await.unwrap(), Completion::Done);
+    assert_eq!(s.finish_analysis(&fresh, &id, &update("fresh"), &plan(next.clone()), t(62_000)).await.unwrap(), Completion::Done);
+    assert_eq!(s.list_handoffs(&HandoffFilter { call_id: Some(id.clone()), ..Default::default() }, None, 10).await.unwrap().len(), 1);
+    assert_eq!(s.list_follow_ups(Some("callback"), Some("open"), 10).await.unwrap().len(), 1);
+    assert_eq!(s.recurring(t(0), 10).await.unwrap()[0].reason, "incident: payments api");
     let row = s.get_call(&id).await.unwrap().row;
     assert_eq!((row.analysis.unwrap()["by"].as_str(), row.category.as_deref(), row.summary.as_deref()), (Some("fresh"), Some("incident"), Some("by fresh")));
     assert_eq!(s.claim(&["handoff"], "w", 10, LEASE, t(62_000)).await.unwrap().len(), 1, "the follow-up work commits with the analysis");
     assert_eq!(s.list_calls(&CallFilter { category: Some("incident".into()), ..Default::default() }, None, 10).await.unwrap().len(), 1);
+    // A second analysis plans the same handoffs and follow-ups: nothing twice.
+    let again = s.claim(&["analysis"], "w", 1, LEASE, t(62_500)).await.unwrap();
+    assert!(again.is_empty());
     // Rerun: pending again, with new work, atomically.
     let rerun = NewWork { dedup_key: Some(format!("analysis:{id}:2")), ..w };
     s.request_analysis(&id, &serde_json::json!({"status": "pending"}), &rerun, t(63_000)).await.unwrap();
     assert_eq!(s.claim(&["analysis"], "w", 10, LEASE, t(63_000)).await.unwrap().len(), 1);
     assert!(matches!(s.request_analysis(&CallId::generate(), &serde_json::json!({}), &rerun, t(0)).await, Err(StoreError::NotFound)));
+}
+
+fn uuid_like() -> String {
+    CallId::generate().to_string().trim_start_matches("call_").to_owned()
 }

@@ -3,6 +3,7 @@
 //! key, and talks to it over real HTTP.
 
 pub mod fake_llm;
+pub mod fakes;
 
 use std::sync::Arc;
 

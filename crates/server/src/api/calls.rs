@@ -81,16 +81,6 @@ pub struct AudioCacheOut {
     pub misses: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HandoffOut {
-    pub handoff_id: String,
-    pub integration_id: String,
-    pub action: String,
-    pub idempotency_key: String,
-    pub status: String,
-    pub reason: Option<String>,
-}
-
 /// A call with all its evidence.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallOut {
@@ -126,7 +116,7 @@ pub struct CallOut {
     pub transfer: Option<Value>,
     pub audio_cache: AudioCacheOut,
     pub annotations: Vec<AnnotationOut>,
-    pub handoffs: Vec<HandoffOut>,
+    pub handoffs: Vec<super::handoffs::HandoffOut>,
     #[schema(value_type = Object)]
     pub metadata: Value,
 }
@@ -224,18 +214,7 @@ impl From<CallDetail> for CallOut {
             transfer: r.transfer,
             audio_cache: AudioCacheOut { hits: r.audio_cache_hits, misses: r.audio_cache_misses },
             annotations: d.annotations.into_iter().map(AnnotationOut::from).collect(),
-            handoffs: d
-                .handoffs
-                .into_iter()
-                .map(|h| HandoffOut {
-                    handoff_id: h.handoff_id,
-                    integration_id: h.integration_id,
-                    action: h.action,
-                    idempotency_key: h.idempotency_key,
-                    status: h.status,
-                    reason: h.reason,
-                })
-                .collect(),
+            handoffs: vec![],
             metadata: r.metadata,
         }
     }
@@ -289,7 +268,7 @@ pub async fn create_test(State(state): State<AppState>, ApiJson(body): ApiJson<T
     };
     let call_id = testcall::run(state.store.as_ref(), req, &analysis_plan(&state), jiff::Timestamp::now()).await?;
     let detail = state.store.get_call(&call_id).await?;
-    Ok((StatusCode::CREATED, Json(detail.into())))
+    Ok((StatusCode::CREATED, Json(call_out(&state, detail).await?)))
 }
 
 pub const FILTERS: [&str; 11] = [
@@ -385,5 +364,14 @@ pub async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Jso
 /// A call with all its evidence.
 #[utoipa::path(get, path = "/v1/calls/{call_id}", tag = "calls", responses((status = 200, body = CallOut), (status = 404)))]
 pub async fn get_one(State(state): State<AppState>, Path(call_id): Path<String>) -> ApiResult<Json<CallOut>> {
-    Ok(Json(load_detail(&state, &call_id).await?.into()))
+    let detail = load_detail(&state, &call_id).await?;
+    Ok(Json(call_out(&state, detail).await?))
+}
+
+/// The call detail with its handoffs in full (attempts included).
+pub async fn call_out(state: &AppState, detail: CallDetail) -> ApiResult<CallOut> {
+    let id = detail.row.call_id.clone();
+    let mut out = CallOut::from(detail);
+    out.handoffs = super::handoffs::for_call(state, &id).await?;
+    Ok(out)
 }

@@ -43,12 +43,15 @@ impl Modify for BearerKey {
         routes::resolve,
         calls::create_test, calls::list, calls::get_one, calls::rerun_analysis, export::export,
         annotations::create, annotations::list,
+        integrations::create, integrations::list, integrations::get_one, integrations::recommended_rules,
+        handoffs::list, handoffs::get_one, handoffs::retry, handoffs::list_reviews, handoffs::approve, handoffs::reject,
+        handoffs::list_follow_ups, handoffs::complete_follow_up, handoffs::recurring,
         document,
     ),
     components(schemas(ErrorOut, ErrorBody)),
     modifiers(&BearerKey),
     security(("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "routes"), (name = "calls"), (name = "operations"))
+    tags((name = "agents"), (name = "phone numbers"), (name = "routes"), (name = "calls"), (name = "handoffs"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

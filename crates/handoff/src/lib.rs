@@ -1,0 +1,18 @@
+//! Handoffs: turning an analysed call into the right records in the right tools, exactly
+//! once in effect, or into a review item with its reason.
+//!
+//! - [`kind`]: the integrations and their configs (credentials redacted in `Debug`);
+//! - [`payload`]: the action-ready content every connector renders;
+//! - [`connector`]: the trait each integration implements, and the HTTP helpers they share;
+//! - [`connectors`]: one small module per integration.
+
+pub mod connector;
+pub mod connectors;
+pub mod kind;
+pub mod payload;
+pub mod policy;
+pub mod rules;
+
+pub use connector::{AttemptLog, Connector, DeliveryError, Delivered, HandoffRequest};
+pub use kind::IntegrationKind;
+pub use payload::HandoffPayload;

@@ -1,0 +1,298 @@
+//! Handoffs on the server: planning them with the analysis (one transaction), and
+//! delivering them from the work queue.
+//!
+//! Exactly once in effect: each (call, integration, action) is one row with a unique
+//! idempotency key; delivery runs under a lease; each attempt is stored with its queue step
+//! in one fenced transaction; connectors send the key where the destination takes one and
+//! search for the call before creating where it does not. Enrichment (OpenGraph.io,
+//! Heartbeat lookups, Datadog monitors) runs first and its evidence flows into the others.
+
+use std::time::Duration;
+
+use dialnexa_core::CallId;
+use dialnexa_core::analysis::Analysis;
+use dialnexa_handoff::connector::{HandoffRequest, Outcome};
+use dialnexa_handoff::payload::{HandoffPayload, Links};
+use dialnexa_handoff::policy::{CallContext, IntegrationView};
+use dialnexa_handoff::rules::{Rule, parse_rules, recommended};
+use dialnexa_handoff::{IntegrationKind, connectors};
+use dialnexa_store::{
+    CallDetail, Claimed, Completion, HandoffAttemptRecord, HandoffFilter, HandoffRecord, HandoffResult, NewFollowUp, NewHandoff, NewReview, NewWork, Plan, PlannedHandoff, QueueStep, StoreError,
+};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+pub const HANDOFF: &str = "handoff";
+const LEASE: Duration = Duration::from_secs(60);
+/// A match this weak sends Heartbeat actions to a person first.
+pub const MIN_MATCH_CONFIDENCE: f64 = 0.6;
+/// How far back the same issue from the same customer counts as a duplicate.
+const DEDUP_WINDOW_DAYS: i64 = 7;
+
+pub fn id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Delay before the next delivery attempt: Svix's schedule, at least 60 s after a 429 or a
+/// timeout, `Retry-After` honoured within [delay, 2 × delay], ±20 % jitter.
+pub fn delivery_delay(schedule: &[Duration], attempt: u32, status: Option<u16>, timed_out: bool, retry_after: Option<Duration>) -> Duration {
+    use rand::Rng;
+    let idx = (attempt.max(1) as usize - 1).min(schedule.len().saturating_sub(1));
+    let mut base = schedule.get(idx).copied().unwrap_or(Duration::from_secs(5));
+    if status == Some(429) || timed_out {
+        base = base.max(Duration::from_secs(60));
+    }
+    let wanted = retry_after.map(|ra| ra.clamp(base, base * 2)).unwrap_or(base);
+    wanted.mul_f64(1.0 + rand::rng().random_range(-0.2..=0.2))
+}
+
+/// The rules an integration runs: its own, or the recommended ones.
+pub fn rules_of(kind: IntegrationKind, rules: &Value) -> Vec<Rule> {
+    match rules {
+        Value::Array(a) if !a.is_empty() => parse_rules(kind, rules).unwrap_or_default(),
+        _ => recommended(kind),
+    }
+}
+
+fn links(state: &AppState, call: &CallDetail) -> Links {
+    let base = state.config.public_base();
+    let call_url = format!("{base}/v1/calls/{}", call.row.call_id);
+    Links {
+        transcript: format!("{call_url}#transcript"),
+        recording: call.row.recording.url.as_ref().map(|u| if u.starts_with("http") { u.clone() } else { format!("{base}{u}") }),
+        call: call_url,
+        evidence: Default::default(),
+    }
+}
+
+/// Decide the handoffs of an analysed call: the plan that commits with the analysis.
+pub async fn plan_for(state: &AppState, call: &CallDetail, analysis: &Analysis, now: jiff::Timestamp) -> Result<Plan, StoreError> {
+    let integrations = state.store.list_integrations().await?;
+    let views: Vec<IntegrationView> = integrations
+        .iter()
+        .filter(|i| i.active)
+        .filter_map(|i| {
+            let kind: IntegrationKind = i.kind.parse().ok()?;
+            Some(IntegrationView { integration_id: i.integration_id.clone(), kind, rules: rules_of(kind, &i.rules) })
+        })
+        .collect();
+    let ctx = CallContext {
+        call_id: call.row.call_id.to_string(),
+        entry_point: call.row.entry_point.clone(),
+        agent_id: call.row.agent_id.as_ref().map(|a| a.to_string()),
+        links: links(state, call),
+        vip_customers: state.config.vip_customers.clone(),
+    };
+    let decisions = dialnexa_handoff::policy::plan(analysis, &ctx, &views);
+    let since = now.checked_sub(jiff::SignedDuration::from_hours(24 * DEDUP_WINDOW_DAYS)).unwrap_or(now);
+    let mut plan = Plan { reason_key: Some(dialnexa_handoff::policy::reason_key(analysis)), ..Plan::default() };
+    for d in decisions {
+        let key = format!("{}:{}:{}", ctx.call_id, d.integration_id, d.action);
+        let mut status = d.status.to_owned();
+        let mut reason = d.reason.clone();
+        // Search recent records of the same customer, email or phone and category first.
+        if status == "planned" && d.phase == 1 && d.kind != IntegrationKind::Webhook {
+            let keys = dialnexa_store::handoffs::match_keys(&serde_json::to_value(&d.payload).unwrap_or_default());
+            if let Some(prev) = state.store.recent_match(&d.integration_id, &d.action, analysis.category.as_str(), &keys, &call.row.call_id, since).await? {
+                status = "deduplicated".into();
+                reason = format!(
+                    "deduplicated: the same {} from the same caller was handed off with call {} ({}{}) in the last {DEDUP_WINDOW_DAYS} days",
+                    analysis.category.as_str().replace('_', " "),
+                    prev.call_id,
+                    prev.external_id.as_deref().map(|e| format!("record {e}")).unwrap_or_else(|| "sent".into()),
+                    prev.external_url.as_deref().map(|u| format!(", {u}")).unwrap_or_default()
+                );
+            }
+        }
+        let handoff_id = id("ho");
+        let work = (status == "planned").then(|| NewWork {
+            kind: HANDOFF.into(),
+            payload: json!({ "handoff_id": handoff_id }),
+            dedup_key: Some(format!("handoff:{key}:1")),
+            max_attempts: state.config.handoff_max_attempts,
+            run_at: None,
+        });
+        let review = d.review.as_ref().map(|(code, detail)| NewReview { review_id: id("rev"), reason: (*code).into(), detail: detail.clone() });
+        plan.handoffs.push(PlannedHandoff {
+            handoff: NewHandoff {
+                handoff_id,
+                call_id: call.row.call_id.clone(),
+                integration_id: d.integration_id.clone(),
+                integration_kind: d.kind.as_str().into(),
+                action: d.action.clone(),
+                idempotency_key: key,
+                status,
+                reason,
+                payload: serde_json::to_value(&d.payload).unwrap_or_default(),
+                phase: d.phase,
+                rule_name: d.rule_name.clone(),
+            },
+            review,
+            work,
+        });
+    }
+    for (kind, suffix, detail, due) in dialnexa_handoff::policy::follow_ups(analysis, &state.config.follow_up_owner) {
+        plan.follow_ups.push(NewFollowUp { follow_up_id: id("fu"), kind: kind.into(), detail, due_at: due, key: format!("{}:{suffix}", call.row.call_id) });
+    }
+    Ok(plan)
+}
+
+/// Deliver claimed handoffs.
+pub async fn deliver_batch(state: &AppState, now: jiff::Timestamp) -> Result<usize, StoreError> {
+    let items = state.store.claim(&[HANDOFF], &state.worker_id, 8, LEASE, now).await?;
+    for item in &items {
+        if let Err(e) = deliver(state, item, now).await {
+            tracing::error!(item = %item.id, error = %e, "handoff delivery failed; it will be retried after its lease");
+        }
+    }
+    Ok(items.len())
+}
+
+/// Evidence gathered by the call's enrichment handoffs, for the others' links.
+fn enrichment_evidence(siblings: &[HandoffRecord]) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for h in siblings.iter().filter(|h| h.phase == 0 && h.status == "sent") {
+        if let Value::Object(m) = &h.evidence {
+            for (k, v) in m {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                out.insert(format!("{}.{k}", h.integration_kind), text.chars().take(500).collect());
+            }
+        }
+        if let Some(u) = &h.external_url {
+            out.insert(format!("{}.{}", h.integration_kind, h.action), u.clone());
+        }
+    }
+    out
+}
+
+async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Result<(), StoreError> {
+    let store = state.store.as_ref();
+    let Some(handoff_id) = item.payload.get("handoff_id").and_then(Value::as_str) else {
+        store.complete(item, now).await?;
+        return Ok(());
+    };
+    let h = match store.get_handoff(handoff_id).await {
+        Ok(h) => h,
+        Err(StoreError::NotFound) => {
+            store.complete(item, now).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if matches!(h.status.as_str(), "sent" | "deduplicated" | "skipped" | "failed" | "dead" | "held_for_review") {
+        // Already settled (a duplicate work item, or a manual decision): nothing to send.
+        store.complete(item, now).await?;
+        return Ok(());
+    }
+    let siblings = store.list_handoffs(&HandoffFilter { call_id: Some(h.call_id.clone()), ..Default::default() }, None, 1000).await?;
+    if h.phase == 1 && siblings.iter().any(|s| s.phase == 0 && matches!(s.status.as_str(), "planned" | "sending" | "retrying")) {
+        // Evidence first: try again shortly, without spending an attempt.
+        store.defer(item, now + jiff::SignedDuration::from_secs(2), now).await?;
+        return Ok(());
+    }
+    let integration = match store.get_integration(&h.integration_id).await {
+        Ok(i) => i,
+        Err(StoreError::NotFound) => {
+            store.settle_handoff(item, &h.handoff_id, "failed", "the integration no longer exists", None, &h.call_id, now).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let kind: IntegrationKind = integration.kind.parse().map_err(StoreError::Corrupt)?;
+    let mut payload: HandoffPayload = serde_json::from_value(h.payload.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    payload.links.evidence.extend(enrichment_evidence(&siblings));
+    // A weak match of the caller to a Heartbeat user goes to a person before anything is
+    // sent to that user's owner.
+    if kind == IntegrationKind::Heartbeat && h.phase == 1 {
+        let weak = siblings.iter().find(|s| s.integration_id == h.integration_id && s.action == "retrieve_user" && s.status == "sent").and_then(|s| {
+            let matched = s.evidence.get("matched").and_then(Value::as_bool).unwrap_or(false);
+            let conf = s.evidence.get("match_confidence").and_then(Value::as_f64).unwrap_or(0.0);
+            let found = s.evidence.get("user_id").is_some_and(|u| !u.is_null());
+            (found && (!matched || conf < MIN_MATCH_CONFIDENCE)).then_some(conf)
+        });
+        if let Some(conf) = weak {
+            let detail = format!("the caller matched Heartbeat user with confidence {conf:.2} (below {MIN_MATCH_CONFIDENCE}); confirm who called before notifying");
+            let review = NewReview { review_id: id("rev"), reason: "low_confidence_match".into(), detail: detail.clone() };
+            store.settle_handoff(item, &h.handoff_id, "held_for_review", &format!("held for review: {detail}"), Some(&review), &h.call_id, now).await?;
+            return Ok(());
+        }
+    }
+    let connector = match connectors::build(kind, &integration.config, state.http.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            store.settle_handoff(item, &h.handoff_id, "failed", &format!("the integration's config is invalid: {e}"), None, &h.call_id, now).await?;
+            return Ok(());
+        }
+    };
+    store.handoff_sending(&h.handoff_id, now).await?;
+    let req = HandoffRequest { handoff_id: h.handoff_id.clone(), idempotency_key: h.idempotency_key.clone(), action: h.action.clone(), payload, attempt: item.attempt };
+    let started = std::time::Instant::now();
+    let Outcome { result, log } = connector.deliver(&req).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let status_code = log.iter().rev().find_map(|l| l.status);
+    let (result, step) = match result {
+        Ok(d) => {
+            let status = if d.deduplicated { "deduplicated" } else { "sent" };
+            let reason = if d.deduplicated {
+                format!("already in {kind} as {} (found by searching for the call before creating): nothing new created", d.external_id.as_deref().unwrap_or("an existing record"))
+            } else {
+                format!("sent to {kind}{}", d.external_id.as_deref().map(|e| format!(" as {e}")).unwrap_or_default())
+            };
+            (
+                HandoffResult { status: status.into(), reason: Some(reason), external_id: d.external_id, external_url: d.external_url, evidence: Some(d.evidence), next_attempt_at: None },
+                QueueStep::Complete,
+            )
+        }
+        Err(e) if e.retryable && item.attempt < item.max_attempts => {
+            let timed_out = e.message.contains("timed out");
+            let delay = delivery_delay(&state.config.handoff_retry_schedule(), item.attempt, e.status, timed_out, e.retry_after);
+            let at = now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::from_secs(60));
+            let reason = format!("attempt {} of {} failed: {}; retrying at {at}", item.attempt, item.max_attempts, e.message);
+            (HandoffResult { status: "retrying".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: Some(at) }, QueueStep::RetryAt { at, error: e.message })
+        }
+        Err(e) if e.retryable => {
+            let reason = format!("dead after {} attempts: {}", item.attempt, e.message);
+            (HandoffResult { status: "dead".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None }, QueueStep::Finish { state: "dead", error: e.message })
+        }
+        Err(e) => {
+            let reason = format!("failed, not retried: {}", e.message);
+            (HandoffResult { status: "failed".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None }, QueueStep::Finish { state: "failed", error: e.message })
+        }
+    };
+    let attempt = HandoffAttemptRecord {
+        attempt: item.attempt,
+        at: now,
+        status_code,
+        error: match &step {
+            QueueStep::Complete => None,
+            QueueStep::RetryAt { error, .. } | QueueStep::Finish { error, .. } => Some(error.clone()),
+        },
+        latency_ms,
+        exchanges: serde_json::to_value(&log).unwrap_or_default(),
+    };
+    metrics::counter!("dialnexa_handoff_attempts_total", "kind" => kind.as_str(), "status" => result.status.clone()).increment(1);
+    if store.finish_delivery(item, &h.handoff_id, &attempt, &result, &step, now).await? == Completion::Stale {
+        tracing::warn!(handoff = %h.handoff_id, "delivery finished after its lease was lost; the next holder decides");
+    }
+    Ok(())
+}
+
+/// Work for a handoff sent again (manual retry, approved review).
+pub fn resend_work(state: &AppState, h: &HandoffRecord) -> NewWork {
+    NewWork {
+        kind: HANDOFF.into(),
+        payload: json!({ "handoff_id": h.handoff_id }),
+        dedup_key: Some(format!("handoff:{}:{}", h.idempotency_key, uuid::Uuid::now_v7().simple())),
+        max_attempts: state.config.handoff_max_attempts,
+        run_at: None,
+    }
+}
+
+pub fn call_id_of(h: &HandoffRecord) -> &CallId {
+    &h.call_id
+}

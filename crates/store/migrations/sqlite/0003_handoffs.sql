@@ -1,0 +1,64 @@
+-- Integrations, handoffs with every attempt, review items, follow-ups, recurring reasons.
+CREATE TABLE integrations (
+    integration_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+ALTER TABLE handoffs ADD COLUMN integration_kind TEXT;
+ALTER TABLE handoffs ADD COLUMN payload TEXT;
+ALTER TABLE handoffs ADD COLUMN attempts INTEGER;
+ALTER TABLE handoffs ADD COLUMN next_attempt_at INTEGER;
+ALTER TABLE handoffs ADD COLUMN external_id TEXT;
+ALTER TABLE handoffs ADD COLUMN external_url TEXT;
+ALTER TABLE handoffs ADD COLUMN evidence TEXT;
+ALTER TABLE handoffs ADD COLUMN phase INTEGER;
+ALTER TABLE handoffs ADD COLUMN rule_name TEXT;
+CREATE INDEX handoffs_integration ON handoffs (integration_id, created_at);
+
+CREATE TABLE handoff_attempts (
+    handoff_id TEXT NOT NULL REFERENCES handoffs (handoff_id),
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    status_code INTEGER,
+    error TEXT,
+    latency_ms INTEGER NOT NULL,
+    exchanges TEXT NOT NULL,
+    PRIMARY KEY (handoff_id, attempt)
+);
+
+CREATE TABLE review_items (
+    review_id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL REFERENCES calls (call_id),
+    handoff_id TEXT REFERENCES handoffs (handoff_id),
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT,
+    decided_by TEXT,
+    decided_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX review_items_status ON review_items (status, created_at);
+CREATE INDEX review_items_call ON review_items (call_id);
+
+CREATE TABLE follow_ups (
+    follow_up_id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL REFERENCES calls (call_id),
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    due_at INTEGER,
+    created_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    follow_up_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX follow_ups_status ON follow_ups (kind, status, created_at);
+
+ALTER TABLE calls ADD COLUMN reason_key TEXT;
+CREATE INDEX calls_reason ON calls (reason_key, created_at);
