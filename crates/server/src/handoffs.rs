@@ -24,7 +24,6 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 pub const HANDOFF: &str = "handoff";
-const LEASE: Duration = Duration::from_secs(60);
 /// A match this weak sends Heartbeat actions to a person first.
 pub const MIN_MATCH_CONFIDENCE: f64 = 0.6;
 /// How far back the same issue from the same customer counts as a duplicate.
@@ -140,9 +139,12 @@ pub async fn plan_for(state: &AppState, call: &CallDetail, analysis: &Analysis, 
 
 /// Deliver claimed handoffs.
 pub async fn deliver_batch(state: &AppState, now: jiff::Timestamp) -> Result<usize, StoreError> {
-    let items = state.store.claim(&[HANDOFF], &state.worker_id, 8, LEASE, now).await?;
-    for item in &items {
-        if let Err(e) = deliver(state, item, now).await {
+    let lease = Duration::from_millis(state.config.handoff_lease_ms.max(state.config.handoff_timeout_ms * 2));
+    let items = state.store.claim(&[HANDOFF], &state.worker_id, 8, lease, now).await?;
+    // Concurrently: every claimed item starts within its lease.
+    let results = futures_util::future::join_all(items.iter().map(|item| deliver(state, item, now))).await;
+    for (item, r) in items.iter().zip(results) {
+        if let Err(e) = r {
             tracing::error!(item = %item.id, error = %e, "handoff delivery failed; it will be retried after its lease");
         }
     }

@@ -105,8 +105,9 @@ pub async fn run_once(state: &AppState) -> Result<usize, StoreError> {
 
 pub async fn run_once_at(state: &AppState, now: jiff::Timestamp) -> Result<usize, StoreError> {
     let items = state.store.claim(&[ANALYSIS], &state.worker_id, BATCH, LEASE, now).await?;
-    for item in &items {
-        if let Err(e) = analyse(state, item, now).await {
+    let results = futures_util::future::join_all(items.iter().map(|item| analyse(state, item, now))).await;
+    for (item, r) in items.iter().zip(results) {
+        if let Err(e) = r {
             // The lease runs out and the item is rescued: nothing is lost.
             tracing::error!(item = %item.id, error = %e, "analysis item failed; it will be retried after its lease");
         }
