@@ -48,13 +48,20 @@ const AGENT: &[&str] = &[
 fn transcript(seed: usize) -> Vec<TranscriptTurn> {
     let mut turns = vec![];
     let mut words = 0;
-    let mut i = seed;
-    turns.push(TranscriptTurn { index: 0, role: Role::Agent, text: "Thanks for calling support, this is Priya, how can I help?".into(), start_ms: 0, end_ms: 3000 });
+    let mut i = seed as u64;
+    turns.push(TranscriptTurn {
+        index: 0,
+        role: Role::Agent,
+        text: "Thanks for calling support, this is Priya, how can I help?".into(),
+        start_ms: 0,
+        end_ms: 3000,
+    });
     turns.push(TranscriptTurn { index: 1, role: Role::Caller, text: OPENINGS[seed % OPENINGS.len()].into(), start_ms: 3000, end_ms: 9000 });
     while turns.len() < 40 || words < 800 {
         i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let idx = turns.len() as u32;
-        let (role, text) = if idx % 2 == 0 { (Role::Agent, AGENT[(i >> 33) as usize % AGENT.len()]) } else { (Role::Caller, CALLER[(i >> 33) as usize % CALLER.len()]) };
+        let pick = (i >> 33) as usize;
+        let (role, text) = if idx.is_multiple_of(2) { (Role::Agent, AGENT[pick % AGENT.len()]) } else { (Role::Caller, CALLER[pick % CALLER.len()]) };
         let text = if seed % 3 == 1 && role == Role::Caller { text.to_lowercase().replace([',', '.', '?', '\''], "") } else { text.to_string() };
         words += text.split_whitespace().count();
         turns.push(TranscriptTurn { index: idx, role, text, start_ms: u64::from(idx) * 7000, end_ms: u64::from(idx) * 7000 + 6000 });
@@ -68,7 +75,12 @@ fn transcript(seed: usize) -> Vec<TranscriptTurn> {
 fn main() {
     let schema = AnalysisConfig::default().resolve("analysis").expect("default schema");
     let inputs: Vec<AnalysisInput> = (0..32)
-        .map(|s| AnalysisInput { call_time: "2026-03-10T14:20:00Z".parse().expect("time"), timezone: "America/New_York".into(), transcript: transcript(s), schema: schema.clone() })
+        .map(|s| AnalysisInput {
+            call_time: "2026-03-10T14:20:00Z".parse().expect("time"),
+            timezone: "America/New_York".into(),
+            transcript: transcript(s),
+            schema: schema.clone(),
+        })
         .collect();
     let words: usize = inputs.iter().map(|i| i.transcript.iter().map(|t| t.text.split_whitespace().count()).sum::<usize>()).sum::<usize>() / inputs.len();
     let turns: usize = inputs.iter().map(|i| i.transcript.len()).sum::<usize>() / inputs.len();

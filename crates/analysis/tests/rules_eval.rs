@@ -14,10 +14,13 @@ fn eval_set_scores() {
         Err(e) => panic!("{e}"),
     };
     let schema = eval::eval_schema();
-    let results: Vec<_> = cases.into_iter().map(|c| {
-        let a = analyze_offline(&c.input(&schema));
-        (c, a)
-    }).collect();
+    let results: Vec<_> = cases
+        .into_iter()
+        .map(|c| {
+            let a = analyze_offline(&c.input(&schema));
+            (c, a)
+        })
+        .collect();
     if let Ok(want) = std::env::var("EVAL_CASE") {
         for (c, a) in &results {
             if want.split(',').any(|w| c.name.starts_with(w)) {
@@ -30,7 +33,13 @@ fn eval_set_scores() {
             let es = c.expected.severity.map(|s| s.as_str()).unwrap_or("-");
             let ps = a.severity.map(|s| s.as_str()).unwrap_or("-");
             let et = c.expected.sentiment.map(|s| s.as_str()).unwrap_or("-");
-            println!("{:60} sev {es}/{ps} {} sent {et}/{} {}", c.name, if es == ps || es == "-" { "" } else { "X" }, a.sentiment.as_str(), if et == a.sentiment.as_str() || et == "-" { "" } else { "X" });
+            println!(
+                "{:60} sev {es}/{ps} {} sent {et}/{} {}",
+                c.name,
+                if es == ps || es == "-" { "" } else { "X" },
+                a.sentiment.as_str(),
+                if et == a.sentiment.as_str() || et == "-" { "" } else { "X" }
+            );
         }
     }
     let report = eval::score(&results);

@@ -267,9 +267,9 @@ fn hold(kind: IntegrationKind, action: &str, a: &Analysis, sig: &BTreeSet<Signal
             return Some(("missing_required_field", format!("the rule needs {} and the call did not give it", missing.join(", "))));
         }
     }
-    // Alerts to the team go out at once; records and messages that reach or commit to the
-    // customer wait for a person in these cases.
-    let alert = matches!(kind, IntegrationKind::Slack | IntegrationKind::Datadog) || is_enrichment(kind, action);
+    // Alerts and tracking threads inside the team go out at once; records, tasks and
+    // messages that reach or commit to the customer wait for a person in these cases.
+    let alert = matches!(kind, IntegrationKind::Slack | IntegrationKind::Datadog) || (kind, action) == (IntegrationKind::Heartbeat, "post_thread") || is_enrichment(kind, action);
     if alert {
         return None;
     }

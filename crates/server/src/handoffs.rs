@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use dialnexa_core::CallId;
 use dialnexa_core::analysis::Analysis;
 use dialnexa_handoff::connector::{HandoffRequest, Outcome};
 use dialnexa_handoff::payload::{HandoffPayload, Links};
@@ -25,7 +24,7 @@ use crate::state::AppState;
 
 pub const HANDOFF: &str = "handoff";
 /// A match this weak sends Heartbeat actions to a person first.
-pub const MIN_MATCH_CONFIDENCE: f64 = 0.6;
+pub const MIN_MATCH_CONFIDENCE: f64 = 0.8;
 /// How far back the same issue from the same customer counts as a duplicate.
 const DEDUP_WINDOW_DAYS: i64 = 7;
 
@@ -210,7 +209,8 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
     payload.links.evidence.extend(enrichment_evidence(&siblings));
     // A weak match of the caller to a Heartbeat user goes to a person before anything is
     // sent to that user's owner.
-    if kind == IntegrationKind::Heartbeat && h.phase == 1 {
+    let approved = item.payload.get("approved").and_then(Value::as_bool).unwrap_or(false);
+    if kind == IntegrationKind::Heartbeat && h.phase == 1 && !approved {
         let weak = siblings.iter().find(|s| s.integration_id == h.integration_id && s.action == "retrieve_user" && s.status == "sent").and_then(|s| {
             let matched = s.evidence.get("matched").and_then(Value::as_bool).unwrap_or(false);
             let conf = s.evidence.get("match_confidence").and_then(Value::as_f64).unwrap_or(0.0);
@@ -284,17 +284,15 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
     Ok(())
 }
 
-/// Work for a handoff sent again (manual retry, approved review).
-pub fn resend_work(state: &AppState, h: &HandoffRecord) -> NewWork {
+/// Work for a handoff sent again (manual retry, or `approved` by a reviewer: no review check
+/// holds it again).
+pub fn resend_work(state: &AppState, h: &HandoffRecord, approved: bool) -> NewWork {
     NewWork {
         kind: HANDOFF.into(),
-        payload: json!({ "handoff_id": h.handoff_id }),
+        payload: json!({ "handoff_id": h.handoff_id, "approved": approved }),
         dedup_key: Some(format!("handoff:{}:{}", h.idempotency_key, uuid::Uuid::now_v7().simple())),
         max_attempts: state.config.handoff_max_attempts,
         run_at: None,
     }
 }
 
-pub fn call_id_of(h: &HandoffRecord) -> &CallId {
-    &h.call_id
-}

@@ -254,6 +254,7 @@ pub(crate) async fn finish_delivery(s: &SqlStore, item: &Claimed, id: &str, atte
     Ok(completion)
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Settle a handoff without an attempt (held for review, skipped at send time), completing
 /// its work item in the same fenced transaction.
 pub(crate) async fn settle_handoff(s: &SqlStore, item: &Claimed, id: &str, status: &str, reason: &str, review: Option<&crate::NewReview>, call_id: &CallId, now: jiff::Timestamp) -> Result<Completion> {

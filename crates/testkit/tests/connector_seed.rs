@@ -185,7 +185,7 @@ async fn og_scrape_reads_raw_html_and_the_json_variant() {
     let mut p = payload();
     p.urls = vec!["https://bare.example/".into()];
     let d = c.deliver(&request("scrape_site", p)).await.result.expect("delivered");
-    assert_eq!(d.evidence, json!({ "length": 14, "title": null }));
+    assert_eq!(d.evidence, json!({ "length": 15, "title": null }));
 }
 
 #[tokio::test]

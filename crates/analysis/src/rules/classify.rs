@@ -6,7 +6,7 @@ use dialnexa_core::analysis::{Category, Evidence, Sentiment, Severity, Signal};
 use regex::Regex;
 
 use super::doc::Doc;
-use super::lex::{hedge, negated};
+use super::lex::negated;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Who {
@@ -31,47 +31,196 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
     use Who::*;
     vec![
         // Incidents: something is down or degraded now, with impact.
-        cue(Incident, Caller, 2.0, "an outage", r"\b(outage|is down|are down|went down|completely down|entire (?:api|site|platform|system) is|down for everyone|fast busy|not one call|nobody can|no one can|refusing connections|offline|degraded|spiking|all systems|stuck in queued|nothing starts|dispatchers are blind)\b"),
-        cue(Incident, Caller, 1.5, "customer impact", r"\b(customers? (?:can't|cannot|aren't|are not)|users (?:can't|cannot)|losing (?:money|revenue|bookings|orders|sales)|every (?:single )?(?:one|call|request|send|webhook|delivery|build|order|caller)|all (?:of )?our (?:calls|requests|builds|numbers|inbound|orders|staff|stores|agents|customers|drivers)|whole weekend|the whole)\b"),
-        cue(Incident, Caller, 1.0, "errors in production", r"\b(5\d\d|5xx|500s|503s|502s|504s|timing out|timeouts?|timed out|production|prod|since \d|since (?:this morning|yesterday|last night|saturday|sunday|monday|tuesday|wednesday|thursday|friday)|paged|pagerduty|on-call|on call|incident|right now|unacceptable|urgent|arriving [\w ]+ late|way late|rejected with|err_)\b"),
-        cue(Incident, Caller, 1.5, "degraded performance", r"\b(really slow|very slow|so slow|super slow|just slow|loads eventually|sits there pending|takes forever|latency|gone wrong|silently vanish|vanish(?:ed|es)?|dropped to (?:basically )?zero|stopped working|stopped (?:arriving|coming)|first fired|fired at|alert (?:\w+ )?fired|keeps firing|firing on and off)\b"),
-        cue(Incident, Caller, 1.0, "a regression after a release", r"\b(since (?:your|the) (?:update|release|deploy|change)|after (?:your|the) (?:update|release|deploy)|right after you released|you shipped|your changelog|release notes)\b"),
-        cue(Incident, Agent, 1.0, "the agent opened an incident", r"\b(priority incident|opening an incident|paging|page (?:the|our) on-call|incident bridge|status page|escalat(?:e|ing) (?:this|it) as)\b"),
+        cue(
+            Incident,
+            Caller,
+            2.0,
+            "an outage",
+            r"\b(outage|is down|are down|went down|completely down|entire (?:api|site|platform|system) is|down for everyone|fast busy|not one call|nobody can|no one can|refusing connections|offline|degraded|spiking|all systems|stuck in queued|nothing starts|dispatchers are blind)\b",
+        ),
+        cue(
+            Incident,
+            Caller,
+            1.5,
+            "customer impact",
+            r"\b(customers? (?:can't|cannot|aren't|are not)|users (?:can't|cannot)|losing (?:money|revenue|bookings|orders|sales)|every (?:single )?(?:one|call|request|send|webhook|delivery|build|order|caller)|all (?:of )?our (?:calls|requests|builds|numbers|inbound|orders|staff|stores|agents|customers|drivers)|whole weekend|the whole)\b",
+        ),
+        cue(
+            Incident,
+            Caller,
+            1.0,
+            "errors in production",
+            r"\b(5\d\d|5xx|500s|503s|502s|504s|timing out|timeouts?|timed out|production|prod|since \d|since (?:this morning|yesterday|last night|saturday|sunday|monday|tuesday|wednesday|thursday|friday)|paged|pagerduty|on-call|on call|incident|right now|unacceptable|urgent|arriving [\w ]+ late|way late|rejected with|err_)\b",
+        ),
+        cue(
+            Incident,
+            Caller,
+            1.5,
+            "degraded performance",
+            r"\b(really slow|very slow|so slow|super slow|just slow|loads eventually|sits there pending|takes forever|latency|gone wrong|silently vanish|vanish(?:ed|es)?|dropped to (?:basically )?zero|stopped working|stopped (?:arriving|coming)|first fired|fired at|alert (?:\w+ )?fired|keeps firing|firing on and off)\b",
+        ),
+        cue(
+            Incident,
+            Caller,
+            1.0,
+            "a regression after a release",
+            r"\b(since (?:your|the) (?:update|release|deploy|change)|after (?:your|the) (?:update|release|deploy)|right after you released|you shipped|your changelog|release notes)\b",
+        ),
+        cue(
+            Incident,
+            Agent,
+            1.0,
+            "the agent opened an incident",
+            r"\b(priority incident|opening an incident|paging|page (?:the|our) on-call|incident bridge|status page|escalat(?:e|ing) (?:this|it) as)\b",
+        ),
         // Bugs: reproducible defects.
-        cue(Bug, Caller, 2.0, "a reproducible defect", r"\b(bug|reproduce it|reproducible|repro|every time i|every time we|each time|consistently|steps to|something wrong with|didn't look right|doesn't look right|looked (?:a bit )?off|looks off|don't add up|doesn't add up|we expect|i expect)\b"),
-        cue(Bug, Caller, 1.0, "wrong behaviour", r"\b(should (?:be|show|wait|have|find|go|introduce|validate|include|redact)|supposed to|expected|instead of|cuts? off|cutting off|truncat\w+|missing every|no results|greyed out|grayed out|wrong|doesn't match|in the sea|the whole transcript|only keeps|keeps only|drops)\b"),
-        cue(Bug, Agent, 1.5, "the agent reproduced it", r"\b(i could reproduce|i can reproduce|reproduced it|clear reproduction|reproduction|log it as a bug|as a bug|bug reference|file a bug|filed a bug|engineering ticket|send it to the [\w ]+ team as a bug)\b"),
+        cue(
+            Bug,
+            Caller,
+            2.0,
+            "a reproducible defect",
+            r"\b(bug|reproduce it|reproducible|repro|every time i|every time we|each time|consistently|steps to|something wrong with|didn't look right|doesn't look right|looked (?:a bit )?off|looks off|don't add up|doesn't add up|we expect|i expect)\b",
+        ),
+        cue(
+            Bug,
+            Caller,
+            1.0,
+            "wrong behaviour",
+            r"\b(should (?:be|show|wait|have|find|go|introduce|validate|include|redact)|supposed to|expected|instead of|cuts? off|cutting off|truncat\w+|missing every|no results|greyed out|grayed out|wrong|doesn't match|in the sea|the whole transcript|only keeps|keeps only|drops)\b",
+        ),
+        cue(
+            Bug,
+            Agent,
+            1.5,
+            "the agent reproduced it",
+            r"\b(i could reproduce|i can reproduce|reproduced it|clear reproduction|reproduction|log it as a bug|as a bug|bug reference|file a bug|filed a bug|engineering ticket|send it to the [\w ]+ team as a bug)\b",
+        ),
         // Setup questions.
-        cue(SetupQuestion, Caller, 2.0, "a how-to question", r"\b(how do i|how do we|how can i|how can we|how to|how would i|how should i|how does (?:the|that) \w+ work|walk (?:me|us) through|where do i (?:find|set)|is there a way to|what's the (?:right|best) way|wiring up|wire up|set up|setting up|get [\w -]{1,40} going|fresh setup|haven't even started|nothing's failing|nothing is failing|nothing's broken|just want a walk-through|quick question|getting started|integrat(?:e|ing) with|want to (?:set|turn on|connect|give|add)|would like to set)\b"),
-        cue(SetupQuestion, Caller, 1.0, "configuration", r"\b(configure|configuring|install|installed|npm install|pip install|documentation|the docs|the guide|log our calls into|connect (?:it|our|to)|assuming i've set something up wrong|set something up wrong|doc link|walk-through|walkthrough)\b"),
-        cue(SetupQuestion, Agent, 1.0, "the agent explained the setup", r"\b(you'll need to|you need to (?:add|set|use|create|switch|enable|go)|walk you through|common setup|to connect it|go to \w+(?:,? \w+)?,? (?:then|and|choose|click)|open the \w+(?:'s)? \w+ tab|paste (?:those|that|it) into|create (?:a|the) (?:restricted |new )?key|you can create|the package called|our official|go to settings|under settings|here's how|the steps are|first,? (?:go|create|open)|in the dashboard,? (?:go|open|under)|setup guide|verification guide)\b"),
+        cue(
+            SetupQuestion,
+            Caller,
+            2.0,
+            "a how-to question",
+            r"\b(how do i|how do we|how can i|how can we|how to|how would i|how should i|how does (?:the|that) \w+ work|walk (?:me|us) through|where do i (?:find|set)|is there a way to|what's the (?:right|best) way|wiring up|wire up|set up|setting up|get [\w -]{1,40} going|fresh setup|haven't even started|nothing's failing|nothing is failing|nothing's broken|just want a walk-through|quick question|getting started|integrat(?:e|ing) with|want to (?:set|turn on|connect|give|add)|would like to set)\b",
+        ),
+        cue(
+            SetupQuestion,
+            Caller,
+            1.0,
+            "configuration",
+            r"\b(configure|configuring|install|installed|npm install|pip install|documentation|the docs|the guide|log our calls into|connect (?:it|our|to)|assuming i've set something up wrong|set something up wrong|doc link|walk-through|walkthrough)\b",
+        ),
+        cue(
+            SetupQuestion,
+            Agent,
+            1.0,
+            "the agent explained the setup",
+            r"\b(you'll need to|you need to (?:add|set|use|create|switch|enable|go)|walk you through|common setup|to connect it|go to \w+(?:,? \w+)?,? (?:then|and|choose|click)|open the \w+(?:'s)? \w+ tab|paste (?:those|that|it) into|create (?:a|the) (?:restricted |new )?key|you can create|the package called|our official|go to settings|under settings|here's how|the steps are|first,? (?:go|create|open)|in the dashboard,? (?:go|open|under)|setup guide|verification guide)\b",
+        ),
         // Product confusion: works as designed.
-        cue(ProductConfusion, Caller, 1.5, "the caller misunderstood", r"\b(so it's not an error|not an error|so it's not a bug|so that's expected|that explains it|i don't understand|i thought|why does it|why is it|is that normal|is that expected|is this expected|confused|have you deleted|did you delete|vanished|i think there's an error in your|your report says|is that right)\b"),
-        cue(ProductConfusion, Agent, 2.5, "it works as designed", r"\b(that's expected|is expected|working as (?:designed|intended)|by design|that's how it works|that is how it works|the normal status|is normal|that's normal|nothing is broken|not a bug|didn't fail|did not fail|not deleted|weren't deleted|were not deleted|archived|excludes? test|doesn't count|does not count|that's the correct|as expected|that's why|which is why|it's counting|is counting|that explains|the difference is|it's actually|(?:is|are) billed per|rounding|rounds up|per started minute|that's the intended)\b"),
+        cue(
+            ProductConfusion,
+            Caller,
+            1.5,
+            "the caller misunderstood",
+            r"\b(so it's not an error|not an error|so it's not a bug|so that's expected|that explains it|i don't understand|i thought|why does it|why is it|is that normal|is that expected|is this expected|confused|have you deleted|did you delete|vanished|i think there's an error in your|your report says|is that right)\b",
+        ),
+        cue(
+            ProductConfusion,
+            Agent,
+            2.5,
+            "it works as designed",
+            r"\b(that's expected|is expected|working as (?:designed|intended)|by design|that's how it works|that is how it works|the normal status|is normal|that's normal|nothing is broken|not a bug|didn't fail|did not fail|not deleted|weren't deleted|were not deleted|archived|excludes? test|doesn't count|does not count|that's the correct|as expected|that's why|which is why|it's counting|is counting|that explains|the difference is|it's actually|(?:is|are) billed per|rounding|rounds up|per started minute|that's the intended)\b",
+        ),
         // Account configuration.
-        cue(AccountConfiguration, Caller, 1.0, "an account setting", r"\b(seats?|roles?|permissions?|admin|sso|saml|okta|azure ad|rate limit|per second|api key|scopes?|add-on|addon|enforce|locked out|invite|viewer|contract says|we bought|we upgraded|should have)\b"),
-        cue(AccountConfiguration, Agent, 2.0, "a setting on the account", r"\b(your account (?:is|was|still|has)|on your account|your workspace (?:is|was|has)|i've (?:updated|changed|enabled|raised|applied|switched|fixed|added|turned)|i can (?:enable|turn on|raise|update|change|switch|apply|add)|the setting|toggle|your role|viewer role|role (?:doesn't|does not)|enforce sso|enforced|wasn't applied|not applied|never applied|not enabled|wasn't enabled|isn't enabled|left at (?:the )?default|default (?:limit|rate)|limit on your account|allowlist|exempt|exception for|bypass|local admin|feature flag|wasn't switched on|was never (?:completed|enabled|switched on|applied)|never completed|i'm enabling|enabling it|it only has|only has the|it's missing|missing the|scope|re-send the verification|verif(?:y|ies) [\w ]+ separately|per workspace|each workspace|seats? (?:were|was) never|your plan does show)\b"),
+        cue(
+            AccountConfiguration,
+            Caller,
+            1.0,
+            "an account setting",
+            r"\b(seats?|roles?|permissions?|admin|sso|saml|okta|azure ad|rate limit|per second|api key|scopes?|add-on|addon|enforce|locked out|invite|viewer|contract says|we bought|we upgraded|should have)\b",
+        ),
+        cue(
+            AccountConfiguration,
+            Agent,
+            2.0,
+            "a setting on the account",
+            r"\b(your account (?:is|was|still|has)|on your account|your workspace (?:is|was|has)|i've (?:updated|changed|enabled|raised|applied|switched|fixed|added|turned)|i can (?:enable|turn on|raise|update|change|switch|apply|add)|the setting|toggle|your role|viewer role|role (?:doesn't|does not)|enforce sso|enforced|wasn't applied|not applied|never applied|not enabled|wasn't enabled|isn't enabled|left at (?:the )?default|default (?:limit|rate)|limit on your account|allowlist|exempt|exception for|bypass|local admin|feature flag|wasn't switched on|was never (?:completed|enabled|switched on|applied)|never completed|i'm enabling|enabling it|it only has|only has the|it's missing|missing the|scope|re-send the verification|verif(?:y|ies) [\w ]+ separately|per workspace|each workspace|seats? (?:were|was) never|your plan does show)\b",
+        ),
         // Known limitations.
-        cue(KnownLimitation, Agent, 3.0, "a documented limitation", r"\b(known limitation|current limitation|a limitation|limitation|only works (?:to|with|for|in|on)|you can only|the maximum|maximum retention|supports? (?:\w+ )?languages|isn't one of them|is only available|only available (?:for|on|in)|not one of the|not supported|isn't supported|is not supported|doesn't support|does not support|don't support|do not support|we only support|only supports?|only support|not available|isn't available|roadmap|feature request|hard limit|maximum (?:is|of)|max is|capped at|cap of|not possible|currently limited|limit of|documented limit|can't go beyond|cannot go beyond|won't go beyond|only goes up to|isn't something we|not something we|we don't offer|doesn't offer|is limited to|upper limit|at most)\b"),
-        cue(KnownLimitation, Caller, 1.0, "asks what is possible", r"\b(does it support|do you support|is it possible|won't go beyond|only goes up to|it's just not supported|just not supported|not something i've set up wrong|limit|isn't in the (?:language )?dropdown|isn't in the list|not in the list|can't choose|no option|greyed out)\b"),
+        cue(
+            KnownLimitation,
+            Agent,
+            3.0,
+            "a documented limitation",
+            r"\b(known limitation|current limitation|a limitation|limitation|only works (?:to|with|for|in|on)|you can only|the maximum|maximum retention|supports? (?:\w+ )?languages|isn't one of them|is only available|only available (?:for|on|in)|not one of the|not supported|isn't supported|is not supported|doesn't support|does not support|don't support|do not support|we only support|only supports?|only support|not available|isn't available|roadmap|feature request|hard limit|maximum (?:is|of)|max is|capped at|cap of|not possible|currently limited|limit of|documented limit|can't go beyond|cannot go beyond|won't go beyond|only goes up to|isn't something we|not something we|we don't offer|doesn't offer|is limited to|upper limit|at most)\b",
+        ),
+        cue(
+            KnownLimitation,
+            Caller,
+            1.0,
+            "asks what is possible",
+            r"\b(does it support|do you support|is it possible|won't go beyond|only goes up to|it's just not supported|just not supported|not something i've set up wrong|limit|isn't in the (?:language )?dropdown|isn't in the list|not in the list|can't choose|no option|greyed out)\b",
+        ),
         // Operational requests.
-        cue(OperationalRequest, Caller, 2.0, "a billing or admin task", r"\b(refund(?:ed)?|charged twice|double charged|invoice|billing address|card on file|update the card|service credit|credit note|renewal|at renewal|drop from|reduce (?:our )?seats|export of all|data request|gdpr|admin access|access to our|headsets|order \d+|shipment|number porting|porting|statement|i owe|overage|billed for|reissue|claim|cancel our contract|cancel (?:my|our) (?:account|subscription|plan|contract)|reset (?:my )?password|prove it is me|locked out of|insurance)\b"),
-        cue(OperationalRequest, Caller, 0.5, "account administration", r"\b(billing|invoices?|payment|contract|vat|po number|address|receipt|charge[ds]?|seats)\b"),
-        cue(OperationalRequest, Agent, 1.0, "the agent processed a request", r"\b(refund|credit note|invoice|reissue|billing team|finance team|data request form|approval link|payment link|tracking number|cancellation form|reset link|confirmation)\b"),
+        cue(
+            OperationalRequest,
+            Caller,
+            2.0,
+            "a billing or admin task",
+            r"\b(refund(?:ed)?|charged twice|double charged|invoice|billing address|card on file|update the card|service credit|credit note|renewal|at renewal|drop from|reduce (?:our )?seats|export of all|data request|gdpr|admin access|access to our|headsets|order \d+|shipment|number porting|porting|statement|i owe|overage|billed for|reissue|claim|cancel our contract|cancel (?:my|our) (?:account|subscription|plan|contract)|reset (?:my )?password|prove it is me|locked out of|insurance)\b",
+        ),
+        cue(
+            OperationalRequest,
+            Caller,
+            0.5,
+            "account administration",
+            r"\b(billing|invoices?|payment|contract|vat|po number|address|receipt|charge[ds]?|seats)\b",
+        ),
+        cue(
+            OperationalRequest,
+            Agent,
+            1.0,
+            "the agent processed a request",
+            r"\b(refund|credit note|invoice|reissue|billing team|finance team|data request form|approval link|payment link|tracking number|cancellation form|reset link|confirmation)\b",
+        ),
         // Callbacks.
-        cue(CallbackRequest, Caller, 3.0, "asks to be called back", r"\b(call (?:me|us) back|ring (?:me|us) back|call back|callback|give me a call|someone (?:to )?(?:call|ring) me|can someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|can we do this another time|another time|terrible time|bad time|about to go into a meeting|i am driving|i'm driving|walk [\w ]+ through it on a call)\b"),
-        cue(CallbackRequest, Agent, 1.0, "the agent offered a callback", r"\b(would you like (?:us to call you back|a callback|a call back)|call you back|returning your (?:call|message)|book (?:a|an) [\w ]*call|call you (?:on|at|tomorrow|monday|tuesday|wednesday|thursday|friday))\b"),
+        cue(
+            CallbackRequest,
+            Caller,
+            3.0,
+            "asks to be called back",
+            r"\b(call (?:me|us) back|ring (?:me|us) back|call back|callback|give me a call|someone (?:to )?(?:call|ring) me|can someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|can we do this another time|another time|terrible time|bad time|about to go into a meeting|i am driving|i'm driving|walk [\w ]+ through it on a call)\b",
+        ),
+        cue(
+            CallbackRequest,
+            Agent,
+            1.0,
+            "the agent offered a callback",
+            r"\b(would you like (?:us to call you back|a callback|a call back)|call you back|returning your (?:call|message)|book (?:a|an) [\w ]*call|call you (?:on|at|tomorrow|monday|tuesday|wednesday|thursday|friday))\b",
+        ),
         // Other: wrong numbers, sales, thanks.
         cue(Other, Caller, 1.5, "a thank-you call", r"\b(just calling to say thanks|calling to say thanks|just wanted to say thank)\b"),
-        cue(Other, Caller, 4.0, "not a support matter", r"\b(wrong number|is this [\w']+ pizzeria|pizza|pepperoni|not customers yet|evaluating (?:voice ai )?vendors|volume pricing|pricing for the|sales team|request a demo|book a demo)\b"),
-        cue(Other, Agent, 2.0, "not a support matter", r"\b(wrong number|you've reached|this is not|pass your details to our sales team|sales team|glad (?:it's|to hear))\b"),
+        cue(
+            Other,
+            Caller,
+            4.0,
+            "not a support matter",
+            r"\b(wrong number|is this [\w']+ pizzeria|pizza|pepperoni|not customers yet|evaluating (?:voice ai )?vendors|volume pricing|pricing for the|sales team|request a demo|book a demo)\b",
+        ),
+        cue(
+            Other,
+            Agent,
+            2.0,
+            "not a support matter",
+            r"\b(wrong number|you've reached|this is not|pass your details to our sales team|sales team|glad (?:it's|to hear))\b",
+        ),
     ]
 });
 
 pub struct Triage {
     pub category: Category,
     pub reasons: Vec<String>,
-    pub scores: Vec<(Category, f64)>,
 }
 
 fn quote(doc: &Doc, s: usize, e: usize) -> String {
@@ -98,10 +247,15 @@ pub fn categorize(doc: &Doc, has_errors: bool, callback_main: bool) -> Triage {
             if (c.who == Who::Caller) != caller {
                 continue;
             }
-            if caller && negated(doc, m.start(), m.end()) && !matches!(c.cat, Category::KnownLimitation | Category::ProductConfusion | Category::SetupQuestion) {
+            if caller && negated(doc, m.start(), m.end()) && !matches!(c.cat, Category::KnownLimitation | Category::ProductConfusion | Category::SetupQuestion)
+            {
                 continue;
             }
-            if !caller && c.cat != Category::Other && negated(doc, m.start(), m.end()) && !matches!(c.cat, Category::KnownLimitation | Category::ProductConfusion) {
+            if !caller
+                && c.cat != Category::Other
+                && negated(doc, m.start(), m.end())
+                && !matches!(c.cat, Category::KnownLimitation | Category::ProductConfusion)
+            {
                 continue;
             }
             hits += 1;
@@ -116,7 +270,7 @@ pub fn categorize(doc: &Doc, has_errors: bool, callback_main: bool) -> Triage {
             } else {
                 1.0
             };
-            let hedged = if caller && doc.sentence_at(m.start()).is_some_and(|s| hedge(doc.sentence_text(s)) == 2) { 0.5 } else { 1.0 };
+            let hedged = if caller && doc.sentence_at(m.start()).is_some_and(|s| s.hedge == 2) { 0.5 } else { 1.0 };
             let w = c.weight * early * hedged / f64::from(hits).sqrt();
             if let Some(s) = scores.iter_mut().find(|(k, _)| *k == c.cat) {
                 s.1 += w;
@@ -165,9 +319,13 @@ pub fn categorize(doc: &Doc, has_errors: bool, callback_main: bool) -> Triage {
         .map(|(_, q, what)| format!("{} ({}): \"{}\"", what, if category == Category::Other { "no support topic" } else { category.as_str() }, q.trim()))
         .collect();
     if reasons.is_empty() {
-        reasons.push(if category == Category::Other { "no support, billing or callback topic was recognised".to_string() } else { format!("highest score for {}", category.as_str()) });
+        reasons.push(if category == Category::Other {
+            "no support, billing or callback topic was recognised".to_string()
+        } else {
+            format!("highest score for {}", category.as_str())
+        });
     }
-    Triage { category, reasons, scores }
+    Triage { category, reasons }
 }
 
 static SEV1: LazyLock<Regex> = LazyLock::new(|| {
@@ -179,13 +337,17 @@ static SEV2: LazyLock<Regex> = LazyLock::new(|| {
 static SEV3: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(sev ?3|p3|some of|a few|intermittent|sometimes|workaround|partial|per ?cent|percent|slow|only some|small|a handful|occasionally|we split|export each)\b").expect("sev3")
 });
-static SEV4: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(sev ?4|p4|cosmetic|minor|small thing|typo|not a big deal|no big deal|alignment|just a question|something weird|a bit off|once or twice|once maybe twice|glitch)\b").expect("sev4"));
+static SEV4: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(sev ?4|p4|cosmetic|minor|small thing|typo|not a big deal|no big deal|alignment|just a question|something weird|a bit off|once or twice|once maybe twice|glitch)\b").expect("sev4")
+});
 
 pub fn severity(doc: &Doc, category: Category) -> Option<(Severity, Option<(usize, usize)>)> {
     if !matches!(category, Category::Incident | Category::Bug) {
         return None;
     }
-    let hit = |re: &Regex| re.find_iter(&doc.lower).find(|m| doc.is_caller(doc.turn_of_lower(m.start())) && !negated(doc, m.start(), m.end())).map(|m| (m.start(), m.end()));
+    let hit = |re: &Regex| {
+        re.find_iter(&doc.lower).find(|m| doc.is_caller(doc.turn_of_lower(m.start())) && !negated(doc, m.start(), m.end())).map(|m| (m.start(), m.end()))
+    };
     let s4 = hit(&SEV4);
     let s1 = hit(&SEV1);
     let s2 = hit(&SEV2);
@@ -222,10 +384,12 @@ static POS: LazyLock<Regex> = LazyLock::new(|| {
 
 pub fn sentiment(doc: &Doc) -> Sentiment {
     let count = |re: &Regex| {
-        re.find_iter(&doc.lower).filter(|m| {
-            let t = doc.turn_of_lower(m.start());
-            doc.is_caller(t) && !negated(doc, m.start(), m.end())
-        }).count() as f64
+        re.find_iter(&doc.lower)
+            .filter(|m| {
+                let t = doc.turn_of_lower(m.start());
+                doc.is_caller(t) && !negated(doc, m.start(), m.end())
+            })
+            .count() as f64
     };
     let angry = count(&ANGRY);
     let neg = count(&NEG);
@@ -234,7 +398,12 @@ pub fn sentiment(doc: &Doc) -> Sentiment {
     let mut shout = 0.0;
     for (i, t) in doc.src.iter().enumerate() {
         if doc.is_caller(i) {
-            shout += t.text.split_whitespace().filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_uppercase() || !c.is_alphabetic()) && w.chars().any(|c| c.is_alphabetic())).count() as f64 * 0.5;
+            shout += t
+                .text
+                .split_whitespace()
+                .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_uppercase() || !c.is_alphabetic()) && w.chars().any(|c| c.is_alphabetic()))
+                .count() as f64
+                * 0.5;
             shout += t.text.matches('!').count() as f64 * 0.3;
         }
     }

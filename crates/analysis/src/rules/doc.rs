@@ -29,6 +29,8 @@ pub struct Sentence {
     pub start: usize,
     pub end: usize,
     pub question: bool,
+    /// Hedging of the whole sentence (see [`super::lex::hedge`]).
+    pub hedge: u8,
 }
 
 pub struct Doc<'a> {
@@ -97,11 +99,14 @@ impl<'a> Doc<'a> {
         lower_chars.push(0);
         let mut doc = Doc { src, turns, lower, lower_chars, norm, norm_src, sentences: vec![], orig_c2b };
         doc.sentences = split_sentences(&doc);
+        let levels = super::lex::hedge_spans(&doc.lower);
+        for (s, e, level) in levels {
+            let i = doc.sentences.partition_point(|x| x.end <= s);
+            for x in doc.sentences[i..].iter_mut().take_while(|x| x.start < e) {
+                x.hedge = x.hedge.max(level);
+            }
+        }
         doc
-    }
-
-    pub fn role(&self, turn: usize) -> Role {
-        self.turns[turn].role
     }
 
     pub fn is_caller(&self, turn: usize) -> bool {
@@ -156,11 +161,6 @@ impl<'a> Doc<'a> {
         &self.lower[s..e]
     }
 
-    pub fn turn_norm(&self, t: usize) -> &str {
-        let (s, e) = self.turns[t].norm;
-        &self.norm[s..e]
-    }
-
     /// The sentence holding byte `b` of `lower`.
     pub fn sentence_at(&self, b: usize) -> Option<&Sentence> {
         let i = self.sentences.partition_point(|s| s.start <= b).checked_sub(1)?;
@@ -171,14 +171,6 @@ impl<'a> Doc<'a> {
     pub fn sentence_index_at(&self, b: usize) -> Option<usize> {
         let i = self.sentences.partition_point(|s| s.start <= b).checked_sub(1)?;
         (b <= self.sentences[i].end).then_some(i)
-    }
-
-    /// Byte in `lower` of the start of a norm match (via the original char offset).
-    pub fn norm_to_lower(&self, nb: usize) -> usize {
-        let t = self.turn_of_norm(nb);
-        let Some(tr) = self.turns.get(t) else { return 0 };
-        let c = self.norm_src.get(nb).map(|x| x.0 as usize).unwrap_or(0);
-        self.lower_byte(t, c).min(tr.lower.1)
     }
 
     /// Byte in `lower` of char `c` of turn `t`.
@@ -258,8 +250,8 @@ fn split_sentences(doc: &Doc) -> Vec<Sentence> {
                 }
                 if j >= bytes.len() || bytes[j] == b' ' || bytes[j] == b'"' || bytes[j] == b')' {
                     let question = text[start..j].contains('?');
-                    if text[start..j].trim().len() > 0 {
-                        out.push(Sentence { turn: ti, start: t.lower.0 + start, end: t.lower.0 + j, question });
+                    if !text[start..j].trim().is_empty() {
+                        out.push(Sentence { turn: ti, start: t.lower.0 + start, end: t.lower.0 + j, question, hedge: 0 });
                     }
                     start = j;
                 }
@@ -269,7 +261,7 @@ fn split_sentences(doc: &Doc) -> Vec<Sentence> {
             i += 1;
         }
         if start < bytes.len() && !text[start..].trim().is_empty() {
-            out.push(Sentence { turn: ti, start: t.lower.0 + start, end: t.lower.1, question: text[start..].contains('?') });
+            out.push(Sentence { turn: ti, start: t.lower.0 + start, end: t.lower.1, question: text[start..].contains('?'), hedge: 0 });
         }
     }
     out
@@ -465,14 +457,22 @@ fn number_run(toks: &[Tok], i: usize) -> (Vec<(String, usize, usize)>, usize) {
             break;
         }
         let w = t.s.as_str();
-        if (w == "oh" || w == "o") && !(open || !chunks.is_empty()) {
+        if (w == "oh" || w == "o") && !open && chunks.is_empty() {
             break;
         }
-        if (w == "oh" || w == "o") && !toks.get(j + 1).is_some_and(|n| n.kind == Kind::Alpha && (unit(&n.s).is_some() || teen(&n.s).is_some() || tens(&n.s).is_some()) || n.kind == Kind::Digit) {
+        if (w == "oh" || w == "o")
+            && !toks
+                .get(j + 1)
+                .is_some_and(|n| n.kind == Kind::Alpha && (unit(&n.s).is_some() || teen(&n.s).is_some() || tens(&n.s).is_some()) || n.kind == Kind::Digit)
+        {
             // "five oh" at the end of a run is "50"? Too rare; take "oh" only inside runs.
             break;
         }
-        if w == "and" && open && (last == 4 || last == 5) && toks.get(j + 1).is_some_and(|n| unit(&n.s).is_some() || teen(&n.s).is_some() || tens(&n.s).is_some()) {
+        if w == "and"
+            && open
+            && (last == 4 || last == 5)
+            && toks.get(j + 1).is_some_and(|n| unit(&n.s).is_some() || teen(&n.s).is_some() || tens(&n.s).is_some())
+        {
             j += 1;
             continue;
         }
@@ -635,7 +635,10 @@ fn normalise(chars: &[char], norm: &mut String, map: &mut Vec<(u32, u32)>) {
                     // "on slash v one" keeps its space: a path starts there; "acme slash x" glues.
                     let prev_word = if i > 0 && toks[i - 1].kind == Kind::Alpha { toks[i - 1].s.as_str() } else { "" };
                     let last_word = out.s.rsplit([' ', '\n']).next().unwrap_or("");
-                    let starts_path = sym == "/" && !last_word.contains(['/', '.', ':']) && (super::lex::common_word(prev_word) || matches!(prev_word, "get" | "post" | "put" | "patch" | "delete" | "endpoint" | "path" | "route" | "hitting" | "calling"));
+                    let starts_path = sym == "/"
+                        && !last_word.contains(['/', '.', ':'])
+                        && (super::lex::common_word(prev_word)
+                            || matches!(prev_word, "get" | "post" | "put" | "patch" | "delete" | "endpoint" | "path" | "route" | "hitting" | "calling"));
                     if starts_path {
                         gap(&mut out, glue_next);
                     } else if sym != "#" {
@@ -673,12 +676,20 @@ fn normalise(chars: &[char], norm: &mut String, map: &mut Vec<(u32, u32)>) {
                 let mut end = t.end;
                 while j < toks.len() {
                     let x = &toks[j];
-                    if x.kind == Kind::Alpha && x.s.chars().count() == 1 && x.s.chars().all(|c| c.is_ascii_alphabetic()) && (j == i || x.space_before || toks[j - 1].s == ".") {
+                    if x.kind == Kind::Alpha
+                        && x.s.chars().count() == 1
+                        && x.s.chars().all(|c| c.is_ascii_alphabetic())
+                        && (j == i || x.space_before || toks[j - 1].s == ".")
+                    {
                         letters.push_str(&x.s);
                         end = x.end;
                         j += 1;
                         // "u.s." dots between letters
-                        if j < toks.len() && toks[j].s == "." && !toks[j].space_before && toks.get(j + 1).is_some_and(|n| n.kind == Kind::Alpha && n.s.chars().count() == 1) {
+                        if j < toks.len()
+                            && toks[j].s == "."
+                            && !toks[j].space_before
+                            && toks.get(j + 1).is_some_and(|n| n.kind == Kind::Alpha && n.s.chars().count() == 1)
+                        {
                             j += 1;
                         } else if j < toks.len() && toks[j].s == "." && !toks[j].space_before && letters.len() >= 2 {
                             // trailing dot of "u.s."

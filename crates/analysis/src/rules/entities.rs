@@ -42,12 +42,27 @@ macro_rules! re {
 }
 
 re!(EMAIL, r"\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b");
-re!(SPOKEN_AT, r" at ((?:[a-z0-9-]+ ){0,3}[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|dev|app|ai|uk|de|fr|es|it|nl|au|ca|us|eu|info|biz|me|cloud|tech)\b(?:\.[a-z]{2})?)");
+re!(
+    SPOKEN_AT,
+    r" at ((?:[a-z0-9-]+ ){0,3}[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|dev|app|ai|uk|de|fr|es|it|nl|au|ca|us|eu|info|biz|me|cloud|tech)\b(?:\.[a-z]{2})?)"
+);
 re!(PHONE, r"(?:\+ ?)?\(?\d[\d \-().]{6,20}\d");
-re!(URL, r"\b(?:https?|wss?)://[a-z0-9.-]+(?::\d+)?(?:/[^\s,;!?'\x22)\]]*)?|\b(?:www\.)?(?:[a-z0-9-]+\.)+(?:com|io|org|net|dev|app|co|ai|cloud)(?:/[^\s,;!?'\x22)\]]*)?");
-re!(AWS, r"\b(us|eu|ap|sa|ca|me|af|il|mx|europe|asia|australia|northamerica|southamerica)[- ]?(east|west|north|south|central|northeast|northwest|southeast|southwest)[- ]?(\d)\b");
-re!(AZURE, r"\b(eastus|westus|centralus|northcentralus|southcentralus|westeurope|northeurope|southeastasia|eastasia|uksouth|ukwest|australiaeast|japaneast)(\d?)\b");
-re!(NAMED_REGION, r"\b(?:aws )?(northern virginia|n virginia|virginia|ohio|oregon|northern california|ireland|london|paris|frankfurt|stockholm|milan|tokyo|seoul|osaka|singapore|sydney|mumbai|sao paulo|são paulo|canada central|montreal|cape town|bahrain|jakarta|hong kong) region\b");
+re!(
+    URL,
+    r"\b(?:https?|wss?)://[a-z0-9.-]+(?::\d+)?(?:/[^\s,;!?'\x22)\]]*)?|\b(?:www\.)?(?:[a-z0-9-]+\.)+(?:com|io|org|net|dev|app|co|ai|cloud)(?:/[^\s,;!?'\x22)\]]*)?"
+);
+re!(
+    AWS,
+    r"\b(us|eu|ap|sa|ca|me|af|il|mx|europe|asia|australia|northamerica|southamerica)[- ]?(east|west|north|south|central|northeast|northwest|southeast|southwest)[- ]?(\d)\b"
+);
+re!(
+    AZURE,
+    r"\b(eastus|westus|centralus|northcentralus|southcentralus|westeurope|northeurope|southeastasia|eastasia|uksouth|ukwest|australiaeast|japaneast)(\d?)\b"
+);
+re!(
+    NAMED_REGION,
+    r"\b(?:aws )?(northern virginia|n virginia|virginia|ohio|oregon|northern california|ireland|london|paris|frankfurt|stockholm|milan|tokyo|seoul|osaka|singapore|sydney|mumbai|sao paulo|são paulo|canada central|montreal|cape town|bahrain|jakarta|hong kong) region\b"
+);
 re!(STATUS, r"\b([1-6]\d\d)(s|es)?\b");
 re!(ERR_CODE_ORIG, r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b|\b[A-Z][a-zA-Z]+(?:Exception|Error)\b|\b[A-Z]{1,3}\d{2,5}\b");
 re!(ERR_CODE_NORM, r"\berr_[a-z0-9_]+\b|\b(?:says|error|code|shows|with) ([a-z]{1,2}\d{3,4})\b");
@@ -57,17 +72,26 @@ re!(
     ERR_PHRASE,
     r"\b(?:(?:delivery|connection|gateway|request|read|socket|upstream|webhook) )?(?:timeout|timed out|time out)\b|\b(?:connection refused|connection reset|invalid signature|signature (?:mismatch|invalid|verification failed)|insufficient privileges|insufficient permissions|registration failed|access denied|permission denied|unauthori[sz]ed|forbidden|too many requests|rate limit(?:ed| exceeded)?|service unavailable|bad gateway|gateway timeout|internal server error|not found|invalid (?:card number|api key|token|credentials|request|parameter|phone number|number)|card declined|payment declined|declined|fast busy|no results|token expired|certificate (?:has )?expired|ssl handshake failed|handshake failed|out of memory|dns resolution failed|authentication failed|login failed|sync failed|upload failed|validation error|bad request|server error|seat limit reached|quota exceeded|limit exceeded|blank page|white screen|spinning wheel)\b"
 );
-re!(ENDPOINT, r"(?:\b(?:get|post|put|patch|delete) )?(?:\b(?:https?|wss?)://[a-z0-9.-]+(?::\d+)?)?(?:^|[\s(]|\b)(/[a-z0-9_{}.:@-]*[a-z][a-z0-9_{}.:@-]*(?:/[a-z0-9_{}.:@-]+)*/?)");
-re!(VERSION, r"\b(?:(?:version|release|build|deploy|deployment|rollout|update|upgrade|upgraded|upgrading|patch|sdk|hotfix|flow builder|v)(?: number| no| #)? ?)?(v?\d+\.\d+(?:\.\d+){0,2}(?:-[a-z0-9.]+)?)\b|\b(?:deploy|deployment|build|release|rollout)(?: number| no| #)? ?#?(\d{3,})\b|\b(?:commit|sha|hash) ([0-9a-f]{7,40})\b");
+re!(
+    ENDPOINT,
+    r"(?:\b(?:get|post|put|patch|delete) )?(?:\b(?:https?|wss?)://[a-z0-9.-]+(?::\d+)?)?(?:^|[\s(]|\b)(/[a-z0-9_{}.:@-]*[a-z][a-z0-9_{}.:@-]*(?:/[a-z0-9_{}.:@-]+)*/?)"
+);
+re!(
+    VERSION,
+    r"\b(?:(?:version|release|build|deploy|deployment|rollout|update|upgrade|upgraded|upgrading|patch|sdk|hotfix|flow builder|v)(?: number| no| #)? ?)?(v?\d+\.\d+(?:\.\d+){0,2}(?:-[a-z0-9.]+)?)\b|\b(?:deploy|deployment|build|release|rollout)(?: number| no| #)? ?#?(\d{3,})\b|\b(?:commit|sha|hash) ([0-9a-f]{7,40})\b"
+);
 re!(ID, r"\b([a-z]{1,8}(?:-[a-z0-9]+)*-\d[a-z0-9]*(?:-[a-z0-9]+)*|[a-z]{2,6}\d{3,}|\d{4,})\b");
-re!(ID_CONTEXT, r"\b(ticket|case|reference|ref|incident|request|sr|zendesk|jira|issue|invoice|inv|order|po|purchase order|contract|claim|credit note|shipment|return|rma|booking|statement|receipt|quote|subscription|account|acct|workspace|org|organization|tenant|customer id|customer number|member|policy|record|agreement)\b");
+re!(
+    ID_CONTEXT,
+    r"\b(ticket|case|reference|ref|incident|request|sr|zendesk|jira|issue|invoice|inv|order|po|purchase order|contract|claim|credit note|shipment|return|rma|booking|statement|receipt|quote|subscription|account|acct|workspace|org|organization|tenant|customer id|customer number|member|policy|record|agreement)\b"
+);
 re!(REPO, r"(?:^|[\s(])([a-z0-9][a-z0-9_.-]{1,38}/[a-z0-9][a-z0-9_.-]{1,60})\b");
 re!(CHANNEL, r"(?:^|[\s(])(#[a-z0-9][a-z0-9_-]{1,60})");
 re!(CHANNEL_NAMED, r"\b(?:the |our )?([a-z0-9]+(?:-[a-z0-9]+)+) (?:slack )?channel\b");
 
 const KNOWN_STATUS: &[u16] = &[
-    400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 415, 418, 422, 423, 424, 425, 426, 428, 429, 431, 451, 480, 481, 482, 483, 484, 485, 486, 487, 488, 491, 500, 501, 502, 503, 504, 505,
-    507, 508, 511, 600, 603, 604, 606,
+    400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 415, 418, 422, 423, 424, 425, 426, 428, 429, 431, 451, 480, 481, 482, 483, 484, 485, 486,
+    487, 488, 491, 500, 501, 502, 503, 504, 505, 507, 508, 511, 600, 603, 604, 606,
 ];
 
 fn lpos(doc: &Doc, loc: Loc) -> (usize, usize) {
@@ -123,9 +147,7 @@ pub fn e164(raw: &str, tz: &str) -> Option<String> {
         return None;
     }
     let plus = raw.trim_start().starts_with('+');
-    let parsed = if plus {
-        phonenumber::parse(None, format!("+{digits}"))
-    } else if digits.len() == 11 && digits.starts_with('1') && country_for(tz) == phonenumber::country::Id::US {
+    let parsed = if plus || digits.len() == 11 && digits.starts_with('1') && country_for(tz) == phonenumber::country::Id::US {
         phonenumber::parse(None, format!("+{digits}"))
     } else {
         phonenumber::parse(Some(country_for(tz)), &digits)
@@ -202,16 +224,23 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
         // The local part: up to three words back, stopping at a cue word.
         let before = &n[..all.start()];
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let toks: Vec<(usize, &str)> = before[line_start..].split(' ').scan(line_start, |pos, w| {
-            let s = *pos;
-            *pos += w.len() + 1;
-            Some((s, w))
-        }).collect();
+        let toks: Vec<(usize, &str)> = before[line_start..]
+            .split(' ')
+            .scan(line_start, |pos, w| {
+                let s = *pos;
+                *pos += w.len() + 1;
+                Some((s, w))
+            })
+            .collect();
         let mut local = String::new();
         let mut start = all.start();
         for (s, w) in toks.iter().rev().take(3) {
             let w2 = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '.' && c != '_' && c != '-');
-            if w2.is_empty() || w2 != *w || super::lex::common_word(w2) && w2.len() > 1 || matches!(w2, "email" | "mail" | "address" | "is" | "its" | "it's" | "me" | "to" | "at" | "e-mail") {
+            if w2.is_empty()
+                || w2 != *w
+                || super::lex::common_word(w2) && w2.len() > 1
+                || matches!(w2, "email" | "mail" | "address" | "is" | "its" | "it's" | "me" | "to" | "at" | "e-mail")
+            {
                 break;
             }
             local.insert_str(0, w2);
@@ -223,7 +252,15 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
         // Only when it reads as an email: an email cue nearby or a spelled local part.
         let ctx_from = super::lex::floor_boundary(n, start.saturating_sub(60));
         let ctx = &n[ctx_from..all.end()];
-        if !(ctx.contains("email") || ctx.contains("mail") || ctx.contains("address") || ctx.contains("send") || ctx.contains("reach") || ctx.contains("contact") || local.contains('.') || local.contains('_')) {
+        if !(ctx.contains("email")
+            || ctx.contains("mail")
+            || ctx.contains("address")
+            || ctx.contains("send")
+            || ctx.contains("reach")
+            || ctx.contains("contact")
+            || local.contains('.')
+            || local.contains('_'))
+        {
             continue;
         }
         let value = format!("{}@{}", local, domain);
@@ -266,7 +303,9 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
         }
         let ctx_from = super::lex::floor_boundary(n, m.start().saturating_sub(30));
         let ctx = &n[ctx_from..m.start()];
-        if ["ticket", "order", "invoice", "account", "case", "card", "ssn", "social", "reference", "id ", "number is"].iter().any(|w| ctx.ends_with(&format!("{w} ")) || ctx.ends_with(w))
+        if ["ticket", "order", "invoice", "account", "case", "card", "ssn", "social", "reference", "id ", "number is"]
+            .iter()
+            .any(|w| ctx.ends_with(&format!("{w} ")) || ctx.ends_with(w))
             && !ctx.contains("phone")
             && !ctx.contains("call")
         {
@@ -300,23 +339,124 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
         let v: u16 = code.as_str().parse().unwrap_or(0);
         let before = &n[super::lex::floor_boundary(n, a.start().saturating_sub(24))..a.start()];
         let after = &n[a.end()..super::lex::ceil_boundary(n, (a.end() + 28).min(n.len()))];
-        if before.ends_with('/') || before.ends_with('.') || before.ends_with('$') || before.ends_with(',') || after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit()) || after.starts_with(',') && after[1..].starts_with(|c: char| c.is_ascii_digit()) || after.starts_with('/') {
+        if before.ends_with('/')
+            || before.ends_with('.')
+            || before.ends_with('$')
+            || before.ends_with(',')
+            || after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit())
+            || after.starts_with(',') && after[1..].starts_with(|c: char| c.is_ascii_digit())
+            || after.starts_with('/')
+        {
             continue;
         }
-        let pre_ok = ["http", "status", "error", "errors", "code", "a", "an", "got", "get", "gets", "getting", "returns", "return", "returning", "returned", "throws", "throw", "throwing", "gives", "giving", "with", "sip", "seeing", "see", "receive", "receiving", "respond", "responds", "responding", "hitting", "hit", "all", "of", "and", "or", "the", "back", "mostly", "some", "just"]
-            .iter()
-            .any(|w| before.trim_end().ends_with(&format!(" {w}")) || before.trim_end() == *w || before.trim_end().ends_with(&format!("\n{w}")));
+        let pre_ok = [
+            "http",
+            "status",
+            "error",
+            "errors",
+            "code",
+            "a",
+            "an",
+            "got",
+            "get",
+            "gets",
+            "getting",
+            "returns",
+            "return",
+            "returning",
+            "returned",
+            "throws",
+            "throw",
+            "throwing",
+            "gives",
+            "giving",
+            "with",
+            "sip",
+            "seeing",
+            "see",
+            "receive",
+            "receiving",
+            "respond",
+            "responds",
+            "responding",
+            "hitting",
+            "hit",
+            "all",
+            "of",
+            "and",
+            "or",
+            "the",
+            "back",
+            "mostly",
+            "some",
+            "just",
+        ]
+        .iter()
+        .any(|w| before.trim_end().ends_with(&format!(" {w}")) || before.trim_end() == *w || before.trim_end().ends_with(&format!("\n{w}")));
         let post_ok = after.trim_start().starts_with(|ch: char| ch.is_ascii_alphabetic())
-            && ["error", "response", "status", "unauthori", "forbidden", "not found", "too many", "service unavailable", "bad gateway", "gateway timeout", "internal server", "from", "on ", "back", "code", "when", "every", "for every", "temporarily unavailable", "busy", "request timeout", "conflict", "bad request", "unprocessable", "payment required"]
-                .iter()
-                .any(|w| after.trim_start().starts_with(w))
+            && [
+                "error",
+                "response",
+                "status",
+                "unauthori",
+                "forbidden",
+                "not found",
+                "too many",
+                "service unavailable",
+                "bad gateway",
+                "gateway timeout",
+                "internal server",
+                "from",
+                "on ",
+                "back",
+                "code",
+                "when",
+                "every",
+                "for every",
+                "temporarily unavailable",
+                "busy",
+                "request timeout",
+                "conflict",
+                "bad request",
+                "unprocessable",
+                "payment required",
+            ]
+            .iter()
+            .any(|w| after.trim_start().starts_with(w))
             || c.get(2).is_some();
         let strong_pre = ["http", "status", "error", "code", "sip"].iter().any(|w| before.trim_end().ends_with(w));
         if !(KNOWN_STATUS.contains(&v) && (pre_ok || post_ok) || strong_pre && (100..700).contains(&v)) {
             continue;
         }
         // Not an amount of things ("500 users", "200 milliseconds").
-        if ["users", "user", "milliseconds", "ms", "seconds", "minutes", "calls", "requests", "people", "rows", "records", "customers", "agents", "dollars", "euros", "times", "of ", "per", "percent", "%", "k ", "gb", "mb"].iter().any(|w| after.trim_start().starts_with(w)) {
+        if [
+            "users",
+            "user",
+            "milliseconds",
+            "ms",
+            "seconds",
+            "minutes",
+            "calls",
+            "requests",
+            "people",
+            "rows",
+            "records",
+            "customers",
+            "agents",
+            "dollars",
+            "euros",
+            "times",
+            "of ",
+            "per",
+            "percent",
+            "%",
+            "k ",
+            "gb",
+            "mb",
+        ]
+        .iter()
+        .any(|w| after.trim_start().starts_with(w))
+        {
             continue;
         }
         out.extend(mention(doc, Kind::Status, code.as_str().to_string(), code.start(), code.end()));
@@ -401,7 +541,7 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
         if c.get(1).is_some() && !keyword && id.matches('.').count() < 2 && !id.starts_with('v') {
             continue;
         }
-        if n[..a.start()].ends_with(['.', '/', '$']) || n[a.end()..].starts_with(|ch: char| ch == '%' || ch == '/') {
+        if n[..a.start()].ends_with(['.', '/', '$']) || n[a.end()..].starts_with(['%', '/']) {
             continue;
         }
         // Drop verbs from the value: "upgrading to 5.0.0" → "5.0.0".
@@ -412,7 +552,9 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
     for c in ID.captures_iter(n) {
         let Some(a) = c.get(1) else { continue };
         let v = a.as_str();
-        if n[..a.start()].ends_with(['/', '.', '@', '#', '+', '$']) || n[a.end()..].starts_with(['.', '@', '/']) && n[a.end() + 1..].starts_with(|ch: char| ch.is_ascii_alphanumeric()) {
+        if n[..a.start()].ends_with(['/', '.', '@', '#', '+', '$'])
+            || n[a.end()..].starts_with(['.', '@', '/']) && n[a.end() + 1..].starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        {
             continue;
         }
         if v.chars().all(|ch| ch.is_ascii_digit()) && (v.len() > 12 || (v.len() == 4 && v.starts_with("20"))) {
@@ -431,7 +573,10 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
         if a.len() < 3 || b.len() < 2 || !a.chars().any(|ch| ch.is_ascii_alphabetic()) || !b.chars().any(|ch| ch.is_ascii_alphabetic()) {
             continue;
         }
-        if ["and", "either", "yes", "on", "read", "tcp", "input", "http", "https", "true", "this", "him", "his", "he", "she"].contains(&a) || a.contains('.') || n[r.end()..].starts_with('/') {
+        if ["and", "either", "yes", "on", "read", "tcp", "input", "http", "https", "true", "this", "him", "his", "he", "she"].contains(&a)
+            || a.contains('.')
+            || n[r.end()..].starts_with('/')
+        {
             continue;
         }
         out.extend(mention(doc, Kind::Repo, v.to_string(), r.start(), r.start() + v.len()));

@@ -36,14 +36,42 @@ macro_rules! re {
 re!(DIGIT_RUN, r"\d(?:[ -]?\d){11,22}");
 re!(CVV, r"\b(?:cvv|cvc|cv2|security code|code on the back(?: is)?|expiry|expiration(?: date)?|exp)\b(?: is| date is|:)? ?(\d{2}/\d{2,4}|\d{3,4})\b");
 re!(SSN, r"\b(\d{3}[- ]\d{2}[- ]\d{4})\b");
-re!(ID_CTX, r"\b(social security(?: number)?|ssn|social is|national insurance(?: number)?|national id|tax id|tax file number|sin number|passport(?: number)?|driver'?s licen[cs]e(?: number)?|id number|nino|bsn|personnummer|aadhaar)\b(?: number)?(?: is|:)? ?([a-z0-9][a-z0-9 -]{4,20}[a-z0-9])");
+re!(
+    ID_CTX,
+    r"\b(social security(?: number)?|ssn|social is|national insurance(?: number)?|national id|tax id|tax file number|sin number|passport(?: number)?|driver'?s licen[cs]e(?: number)?|id number|nino|bsn|personnummer|aadhaar)\b(?: number)?(?: is|:)? ?([a-z0-9][a-z0-9 -]{4,20}[a-z0-9])"
+);
 re!(NINO, r"\b([a-z]{2} ?\d{2} ?\d{2} ?\d{2} ?[a-d])\b");
-re!(SECRET, r"\b(?:password|passcode|pass code|pin(?: code| number)?|passphrase|security answer|secret word)\b(?: (?:is|was|it's|its|would be)|:)\s*([^\s]+(?: [^\s,.;!?]+){0,5})");
+re!(
+    SECRET,
+    r"\b(?:password|passcode|pass code|pin(?: code| number)?|passphrase|security answer|secret word)\b(?: (?:is|was|it's|its|would be)|:)\s*([^\s]+(?: [^\s,.;!?]+){0,5})"
+);
 re!(
     HEALTH,
     r"\b(diagnos\w+|diabet\w+|cancer|chemo\w*|pregnan\w+|hiv|depression|anxiety|medication|prescri\w+|surgery|mri|x-ray|ms relapse|multiple sclerosis|relapse|neurologist|oncolog\w+|psychiatr\w+|blood pressure|heart condition|asthma|epilep\w+|dementia|insulin|miscarriage|medical (?:condition|information|details|records|history|info)|mental health|therapy session|rehab|overdose|seizure\w*)\b"
 );
-const NOT_SECRET: &[&str] = &["wrong", "expired", "incorrect", "not", "reset", "invalid", "correct", "fine", "the", "a", "being", "too", "still", "changed", "required", "policy", "manager", "field", "and", "so", "never"];
+const NOT_SECRET: &[&str] = &[
+    "wrong",
+    "expired",
+    "incorrect",
+    "not",
+    "reset",
+    "invalid",
+    "correct",
+    "fine",
+    "the",
+    "a",
+    "being",
+    "too",
+    "still",
+    "changed",
+    "required",
+    "policy",
+    "manager",
+    "field",
+    "and",
+    "so",
+    "never",
+];
 
 /// Everything sensitive in the transcript (both roles: agents read numbers back).
 pub fn find_masks(doc: &Doc) -> Vec<Mask> {
@@ -51,10 +79,11 @@ pub fn find_masks(doc: &Doc) -> Vec<Mask> {
     let n = &doc.norm;
     for m in DIGIT_RUN.find_iter(n) {
         let digits: String = m.as_str().chars().filter(|c| c.is_ascii_digit()).collect();
-        if (13..=19).contains(&digits.len()) && luhn(&digits) {
-            if let Some(loc) = doc.loc_norm(m.start(), m.end()) {
-                out.push(Mask { loc, kind: "card_number" });
-            }
+        if (13..=19).contains(&digits.len())
+            && luhn(&digits)
+            && let Some(loc) = doc.loc_norm(m.start(), m.end())
+        {
+            out.push(Mask { loc, kind: "card_number" });
         }
     }
     for c in CVV.captures_iter(n) {
@@ -173,7 +202,10 @@ re!(
     CALLBACK,
     r"\b(call (?:me|us) back|ring (?:me|us) back|call back|callback|call-back|give me a call|someone (?:to )?(?:call|ring) me|(?:can|could) someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|call me (?:at|on|tomorrow|later|after|before|this|next|monday|tuesday|wednesday|thursday|friday)|can we do this another time|another time|walk [\w ]+ through it on a call|reach me)\b"
 );
-re!(OFFER, r"\b(would you like (?:us to call you back|a callback|a call back|someone to call)|shall (?:we|i) call you|how about|does .* work for you|what time works|when (?:is|would be) a good time|book (?:a|an) [\w ]*call)\b");
+re!(
+    OFFER,
+    r"\b(would you like (?:us to call you back|a callback|a call back|someone to call)|shall (?:we|i) call you|how about|does .* work for you|what time works|when (?:is|would be) a good time|book (?:a|an) [\w ]*call)\b"
+);
 
 pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) -> Vec<CallbackRequest> {
     let doc = ctx.doc;
@@ -188,7 +220,8 @@ pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) 
     if start_turn.is_none() {
         for m in OFFER.find_iter(&doc.lower) {
             let t = doc.turn_of_lower(m.start());
-            if !doc.is_caller(t) && t + 1 < doc.turns.len() && doc.is_caller(t + 1) && affirmative(doc.turn_lower(t + 1)) && doc.turn_lower(t).contains("call") {
+            if !doc.is_caller(t) && t + 1 < doc.turns.len() && doc.is_caller(t + 1) && affirmative(doc.turn_lower(t + 1)) && doc.turn_lower(t).contains("call")
+            {
                 let (s, e) = doc.turns[t + 1].lower;
                 start_turn = Some((t + 1, s, e));
                 break;
@@ -237,7 +270,7 @@ pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) 
         .get("requested_outcome")
         .or_else(|| fields.get("business_impact"))
         .and_then(|f| f.value.as_str().map(str::to_string))
-        .or_else(|| doc.sentences.iter().find(|s| doc.is_caller(s.turn) && s.turn != t0 || s.turn == t0).map(|s| doc.sentence_orig(s).0.to_string()));
+        .or_else(|| doc.sentences.iter().find(|s| doc.is_caller(s.turn) || s.turn == t0).map(|s| doc.sentence_orig(s).0.to_string()));
     vec![CallbackRequest {
         phone,
         preferred_time,
@@ -265,7 +298,10 @@ re!(
     PROMISE,
     r"\b(i'll|i will|ill|we'll|we will|i'm going to|im going to|i am going to|we're going to|someone (?:from [\w ]+ )?will|(?:our|the) [\w-]+(?: [\w-]+)? (?:team )?will|you'll (?:get|receive|hear)|you will (?:get|receive|hear)|i've (?:opened|created|logged|filed|escalated|flagged|linked|booked|scheduled|sent)|i have (?:opened|created|logged|escalated)|i'm (?:opening|sending|escalating|paging|removing|submitting|raising|flagging|moving)|i am (?:removing|submitting|sending|opening))\b"
 );
-re!(ACTION, r"\b(send|sending|email|e-mail|call|ring|follow up|get back|escalate|update|look into|check|create|open|opening|file|log|refund|process|reset|reissue|issue|book|schedule|arrange|have|pass|route|flag|raise|add|attach|turn on|enable|start|submit|submitting|resubmit|credit|remove|removing|post|page|paging|text|share|forward|investigate|confirm|put|note|make sure|link|move|get|loop|reach out|contact|transfer|apply|waive|extend|fix|hear|receive)\b");
+re!(
+    ACTION,
+    r"\b(send|sending|email|e-mail|call|ring|follow up|get back|escalate|update|look into|check|create|open|opening|file|log|refund|process|reset|reissue|issue|book|schedule|arrange|have|pass|route|flag|raise|add|attach|turn on|enable|start|submit|submitting|resubmit|credit|remove|removing|post|page|paging|text|share|forward|investigate|confirm|put|note|make sure|link|move|get|loop|reach out|contact|transfer|apply|waive|extend|fix|hear|receive)\b"
+);
 re!(CHANNEL, r"\b(email|e-mail|inbox|call you|phone|ring you|text|sms|slack|#[a-z0-9-]+|ticket|status page|portal|in the app|dashboard|voicemail)\b");
 
 pub fn promises(ctx: &Ctx, caller_name: Option<&str>, redact: &dyn Fn(&str) -> String) -> Vec<Promise> {
@@ -303,7 +339,14 @@ pub fn promises(ctx: &Ctx, caller_name: Option<&str>, redact: &dyn Fn(&str) -> S
             }
         });
         let to_whom = if text.contains("you") { caller_name.map(str::to_string).or(Some("caller".to_string())) } else { None };
-        out.push(Promise { what: redact(&what), to_whom, by_when, by_when_text, channel, evidence: Evidence { span: super::span(doc, loc), quote: redact(orig) } });
+        out.push(Promise {
+            what: redact(&what),
+            to_whom,
+            by_when,
+            by_when_text,
+            channel,
+            evidence: Evidence { span: super::span(doc, loc), quote: redact(orig) },
+        });
         if out.len() >= 8 {
             break;
         }
@@ -312,12 +355,17 @@ pub fn promises(ctx: &Ctx, caller_name: Option<&str>, redact: &dyn Fn(&str) -> S
 }
 
 fn strip_lead(s: &str) -> String {
-    static L: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^(?:(?:okay|ok|great|perfect|thanks|thank you|understood|got it|sure|of course|absolutely|alright|right|so|and|then|noted)[,.!]?\s+)+").expect("lead"));
+    static L: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^(?:(?:okay|ok|great|perfect|thanks|thank you|understood|got it|sure|of course|absolutely|alright|right|so|and|then|noted)[,.!]?\s+)+")
+            .expect("lead")
+    });
     L.replace(s.trim(), "").trim().to_string()
 }
 
 /// The promise that is the next step for the caller: one with a delivery (email, call, send) first.
 pub fn main_promise(ps: &[Promise]) -> Option<&Promise> {
-    static DELIVER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(send|email|call you|call|ring|get back|text|book|have [\w ]+ call|reset link|confirmation|will call)\b").expect("deliver"));
+    static DELIVER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b(send|email|call you|call|ring|get back|text|book|have [\w ]+ call|reset link|confirmation|will call)\b").expect("deliver")
+    });
     ps.iter().max_by_key(|p| (i32::from(DELIVER.is_match(&p.what)) * 2 + i32::from(p.by_when.is_some()), -(p.evidence.span.turn as i32)))
 }

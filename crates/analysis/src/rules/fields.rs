@@ -42,17 +42,17 @@ pub fn claim(doc: &Doc, turn: usize, lstart: usize, lend: usize) -> Option<f64> 
             return None;
         }
         let s = doc.sentence_at(lstart)?;
-        let text = if s.end - s.start <= 160 {
-            doc.sentence_text(s)
+        let level = if s.end - s.start <= 160 {
+            s.hedge
         } else {
             let cs = lex::clause_start(doc, lstart);
             let ce = lex::clause_end(doc, lend.max(lstart));
-            &doc.lower[cs..ce.max(cs)]
+            hedge(&doc.lower[cs..ce.max(cs)])
         };
-        if s.question && text.trim_start().starts_with(|_: char| true) && hedge(text) > 0 {
+        if s.question && level > 0 {
             return None;
         }
-        match hedge(text) {
+        match level {
             2 => None,
             1 => Some(0.65),
             _ => Some(if s.question { 0.6 } else { 0.9 }),
@@ -95,8 +95,8 @@ fn found(v: Value, conf: f64, loc: Loc) -> Found {
 }
 
 /// Caller turns that answer an agent question matching `q`.
-fn answers<'d>(doc: &'d Doc, q: &Regex) -> impl Iterator<Item = usize> + 'd {
-    let q = q.clone();
+fn answers<'d>(doc: &'d Doc, q: &'static Regex) -> impl Iterator<Item = usize> + 'd {
+    // Never clone a Regex per call: a clone gets a fresh cache pool and rebuilds its DFA.
     (1..doc.turns.len()).filter(move |&t| doc.is_caller(t) && !doc.is_caller(t - 1) && q.is_match(doc.turn_lower(t - 1)))
 }
 
@@ -139,7 +139,8 @@ fn sentence_value_at(doc: &Doc, s: &Sentence, at: usize) -> Option<(String, Loc)
 }
 
 fn strip_fillers(s: &str) -> String {
-    static F: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^(?:(?:so|and|but|well|yeah|yes|um|uh|look|okay|ok|oh|honestly|basically|right)[,.]?\s+)+").expect("fillers"));
+    static F: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)^(?:(?:so|and|but|well|yeah|yes|um|uh|look|okay|ok|oh|honestly|basically|right)[,.]?\s+)+").expect("fillers"));
     F.replace(s.trim(), "").trim().to_string()
 }
 
@@ -152,16 +153,16 @@ fn cue_sentence(ctx: &Ctx, re: &Regex, allow_agent: bool) -> Option<(String, Loc
             continue;
         }
         let Some(s) = doc.sentence_at(m.start()) else { continue };
-        let scope = if s.end - s.start <= 160 {
-            doc.sentence_text(s)
+        let level = if s.end - s.start <= 160 {
+            s.hedge
         } else {
             let cs = lex::clause_start(doc, m.start());
-            &doc.lower[cs..lex::clause_end(doc, m.end()).max(cs)]
+            hedge(&doc.lower[cs..lex::clause_end(doc, m.end()).max(cs)])
         };
-        if s.question && doc.is_caller(t) && hedge(scope) > 0 {
+        if s.question && doc.is_caller(t) && level > 0 {
             continue;
         }
-        if hedge(scope) == 2 || negated(doc, m.start(), m.end()) {
+        if level == 2 || negated(doc, m.start(), m.end()) {
             continue;
         }
         if let Some((v, l)) = sentence_value_at(doc, s, m.start()) {
@@ -171,21 +172,36 @@ fn cue_sentence(ctx: &Ctx, re: &Regex, allow_agent: bool) -> Option<(String, Loc
     None
 }
 
-re!(ASK_IMPACT, r"\b(impact|affect(?:ing|ed|s)?|effect on|how bad|how many (?:users|customers|people|agents|drivers)|what does that mean for|what's the damage|business)\b");
-re!(ASK_WORKAROUND, r"\b(workaround|work around|fallback|fall back|way around|anything that (?:gets|works)|retry path|in the meantime|for now|have you tried|what many \w+ do|some customers|other formats|without the)\b");
+re!(
+    ASK_IMPACT,
+    r"\b(impact|affect(?:ing|ed|s)?|effect on|how bad|how many (?:users|customers|people|agents|drivers)|what does that mean for|what's the damage|business)\b"
+);
+re!(
+    ASK_WORKAROUND,
+    r"\b(workaround|work around|fallback|fall back|way around|anything that (?:gets|works)|retry path|in the meantime|for now|have you tried|what many \w+ do|some customers|other formats|without the)\b"
+);
 re!(ASK_STEPS, r"\b(steps|reproduce|repro|walk me through|what exactly do you do|how do you trigger|what do you do)\b");
 re!(ASK_EXPECTED, r"\b(what should happen|what did you expect|what would you expect|expecting|expected|what were you expecting|supposed to|should happen)\b");
 re!(ASK_ACTUAL, r"\b(what happens instead|what happens|what do you see|what are you seeing|what does it do)\b");
 re!(ASK_START, r"\b(when did (?:it|this|that|the \w+) (?:start|begin)|since when|what time did|when did you first|when did you notice|started when)\b");
-re!(ASK_ERROR, r"\b(what error|which error|error message|what does (?:the|it) (?:error|message) say|what's the error|what do you get|what response|status code)\b");
-re!(ASK_OWNER, r"\b(who owns|owner|point of contact|incident commander|who's leading|who is leading|who should we|who's running|who is running|who's the contact|lead on your side)\b");
+re!(
+    ASK_ERROR,
+    r"\b(what error|which error|error message|what does (?:the|it) (?:error|message) say|what's the error|what do you get|what response|status code)\b"
+);
+re!(
+    ASK_OWNER,
+    r"\b(who owns|owner|point of contact|incident commander|who's leading|who is leading|who should we|who's running|who is running|who's the contact|lead on your side)\b"
+);
 re!(ASK_ACCOUNT, r"\b(account (?:id|number|name)|workspace (?:id|name)|org(?:anization)? id|customer (?:id|number))\b");
 
 re!(
     IMPACT,
     r"\b(?:customers?|users?|members?|patients?|drivers?|dispatchers?|agents?|staff|callers?|nobody|no one|clients?|homeowners?|engineers?|guests?|riders?|shoppers?|store|stores|team|teams|everyone|everybody|people)\b[^.?!\n]{0,60}?\b(?:can't|cannot|can not|aren't|unable|not able|couldn't|won't|don't get|aren't getting|are blind|is blind|are stuck|is stuck|are blocked|blocked|locked out|missing|losing|sitting idle|waiting)\b|\b(?:losing (?:money|revenue|sales|bookings|orders|customers|business)|lost (?:sales|revenue|bookings|orders)|costing us|stalled|can't (?:check out|checkout|log in|login|pay|process|ship|book|take)|nobody can|no one can|not one (?:call|order|payment)|hurting|getting hammered|business impact|means we can't|miss the|missing the|can't go live|blocking (?:our|the)|revenue)\b"
 );
-re!(NO_WORKAROUND, r"\b(no workaround|not really a workaround|no real workaround|isn't really a workaround|isn't a workaround|there's no workaround|there is no workaround|don't have a workaround|do not have a workaround|haven't found a workaround|no way around|nothing works|no fallback|there's no fallback|we only have you|nothing we can do|no alternative)\b");
+re!(
+    NO_WORKAROUND,
+    r"\b(no workaround|not really a workaround|no real workaround|isn't really a workaround|isn't a workaround|there's no workaround|there is no workaround|don't have a workaround|do not have a workaround|haven't found a workaround|no way around|nothing works|no fallback|there's no fallback|we only have you|nothing we can do|no alternative)\b"
+);
 re!(
     WORKAROUND,
     r"\b(workaround|work around it|for now|in the meantime|meanwhile we|as a stopgap|temporarily|we(?:'ve| have)? (?:been|started|resorted to)|we'd been|manually|falling back|fall back|fell back|switched to|rolled back|we're using|they're using|split (?:it|them)|we throttled|we've throttled|we just|we've been|ended up|instead we|we can live with|we could|we'll (?:just )?(?:use|set up|restrict|split|export|text|upsample|switch|do|send|run)|we will (?:just )?(?:use|set up|restrict|split|export|text|upsample|switch|do|send|run)|works fine|still works|still loads)\b"
@@ -194,24 +210,60 @@ re!(
     STEPS,
     r"\b(steps|to reproduce|repro|when i (?:click|press|open|select|go|type|set|try|upload|hit|export|search|change|enter)|if i (?:click|press|open|select|go|type|set|search|upload|export|enter)|if you (?:click|open|go|set|type|select|search)|every time (?:i|we|you)|whenever (?:i|we|you)|first (?:i|we|you)|then (?:i|we) (?:click|press|open|select|go|hit)|after (?:we|i) (?:rotate|click|upgrade|change|set|enable|disable|turn)|go to|click (?:on )?\w+|set the|type (?:it|in)|pause)\b"
 );
-re!(EXPECTED, r"\b(should|supposed to|expect(?:ed|ing|s)?|i'd expect|we'd expect|used to|normally|it's meant to|is meant to|ought to|would expect|instead of|i'd like (?:it )?to|we need \d)\b");
+re!(
+    EXPECTED,
+    r"\b(should|supposed to|expect(?:ed|ing|s)?|i'd expect|we'd expect|used to|normally|it's meant to|is meant to|ought to|would expect|instead of|i'd like (?:it )?to|we need \d)\b"
+);
 re!(
     ACTUAL,
     r"\b(instead|but (?:it|they|we|i) (?:just|only|always|keeps?|get|gets|got|shows?|says?|returns?)|but it|it just|it keeps|keeps (?:\w+ing)|what happens is|i get|we get|i see|we see|it shows|shows|returns|comes back|is cut|cutting off|stuck|greyed out|grayed out|blank|empty|missing|no results|goes straight|drops|rejects|rejecting|isn't in|is not in|only)\b"
 );
-re!(START_CUE, r"\b(since|started|starting|began|begun|beginning|first (?:noticed|saw|failure|error|ticket|alert)|kicked off|fired|went down|broke|stopped|from about|from around|as of|paged me|first fired|began at|started at)\b");
-re!(DEADLINE_CUE, r"\b(by|before|deadline|due|no later than|at the latest|latest|needs? to be (?:done|ready|sorted|fixed)|need it|needs it|need them|has to be)\b");
-re!(LOGS_POS, r"\b(logs?|log files?|traces?|trace ids?|request ids?|request id|stack ?traces?|har files?|delivery log|error log|call log|audit log|datadog|splunk|sentry|grafana|kibana|cloudwatch|x-request-id|correlation id)\b");
-re!(LOGS_VERB, r"\b(check(?:ed)?|look(?:ed)? at|went through|saw|see|seeing|shows?|showed|says|have|got|grab(?:bed)?|pull(?:ed)?|send|share|attach(?:ed)?|in the|our|the|from|captured|found)\b");
-re!(AFFECTED, r"\b(?:about |around |roughly |approximately |nearly |almost |over |more than |some |like |all |all of our |at least |maybe )?(\d[\d,]*(?:\.\d+)?)(k| thousand)?\s+(?:of (?:our|my|the) )?(?:[a-z-]+ ){0,2}([a-z]+s|staff|people|personnel|crew)\b");
-re!(AFFECT_CUE, r"\b(affect|affected|affecting|impact|impacted|can't|cannot|unable|locked|blocked|stuck|down|failing|fail|errors?|broken|can not|all|every|none of|no one|nobody|not|waiting|idle|invite|add)\b");
+re!(
+    START_CUE,
+    r"\b(since|started|starting|began|begun|beginning|first (?:noticed|saw|failure|error|ticket|alert)|kicked off|fired|went down|broke|stopped|from about|from around|as of|paged me|first fired|began at|started at)\b"
+);
+re!(
+    DEADLINE_CUE,
+    r"\b(by|before|deadline|due|no later than|at the latest|latest|needs? to be (?:done|ready|sorted|fixed)|need it|needs it|need them|has to be)\b"
+);
+re!(
+    LOGS_POS,
+    r"\b(logs?|log files?|traces?|trace ids?|request ids?|request id|stack ?traces?|har files?|delivery log|error log|call log|audit log|datadog|splunk|sentry|grafana|kibana|cloudwatch|x-request-id|correlation id)\b"
+);
+re!(
+    LOGS_VERB,
+    r"\b(check(?:ed)?|look(?:ed)? at|went through|saw|see|seeing|shows?|showed|says|have|got|grab(?:bed)?|pull(?:ed)?|send|share|attach(?:ed)?|in the|our|the|from|captured|found)\b"
+);
+re!(
+    AFFECTED,
+    r"\b(?:about |around |roughly |approximately |nearly |almost |over |more than |some |like |all |all of our |at least |maybe )?(\d[\d,]*(?:\.\d+)?)(k| thousand)?\s+(?:of (?:our|my|the) )?(?:[a-z-]+ ){0,2}([a-z]+s|staff|people|personnel|crew)\b"
+);
+re!(
+    AFFECT_CUE,
+    r"\b(affect|affected|affecting|impact|impacted|can't|cannot|unable|locked|blocked|stuck|down|failing|fail|errors?|broken|can not|all|every|none of|no one|nobody|not|waiting|idle|invite|add)\b"
+);
 
-re!(ENV, r"\b(production|prod|live environment|live site|live system|in live|on live|staging|stage environment|pre-prod|preprod|uat|sandbox|development|dev environment|dev|test environment|testing environment|qa environment)\b");
-re!(PLAN, r"\b(free|starter|pro|professional|business|enterprise|premium|team|growth|basic)(?: plan| tier| account| subscription| contract| customer| license|$)");
-re!(PLAN_UPGRADE, r"\b(upgrad(?:e|ing) to|switch(?:ing)? to|move to|moving to|downgrad(?:e|ing) to|considering|thinking about|price of|pricing for|cost of|trial of|evaluating|for the)\s+(?:the\s+)?$");
-re!(URGENT, r"\b(urgent|urgently|asap|as soon as possible|emergency|critical|right now|immediately|right away|top priority|p1|sev ?1|unacceptable|can't wait|within the hour|every minute|in half an hour|within (?:half )?an hour|not sixteen)\b");
+re!(
+    ENV,
+    r"\b(production|prod|live environment|live site|live system|in live|on live|staging|stage environment|pre-prod|preprod|uat|sandbox|development|dev environment|dev|test environment|testing environment|qa environment)\b"
+);
+re!(
+    PLAN,
+    r"\b(free|starter|pro|professional|business|enterprise|premium|team|growth|basic)(?: plan| tier| account| subscription| contract| customer| license|$)"
+);
+re!(
+    PLAN_UPGRADE,
+    r"\b(upgrad(?:e|ing) to|switch(?:ing)? to|move to|moving to|downgrad(?:e|ing) to|considering|thinking about|price of|pricing for|cost of|trial of|evaluating|for the)\s+(?:the\s+)?$"
+);
+re!(
+    URGENT,
+    r"\b(urgent|urgently|asap|as soon as possible|emergency|critical|right now|immediately|right away|top priority|p1|sev ?1|unacceptable|can't wait|within the hour|every minute|in half an hour|within (?:half )?an hour|not sixteen)\b"
+);
 re!(HIGH, r"\b(high priority|pretty urgent|quite urgent|fairly urgent|important|soon|today if possible|by today|this is hurting)\b");
-re!(LOW, r"\b(not urgent|isn't urgent|no rush|no hurry|low priority|whenever you (?:can|get a chance)|not a big deal|not in a hurry|not time sensitive|not time-sensitive|not pressing|no urgency|not that urgent)\b");
+re!(
+    LOW,
+    r"\b(not urgent|isn't urgent|no rush|no hurry|low priority|whenever you (?:can|get a chance)|not a big deal|not in a hurry|not time sensitive|not time-sensitive|not pressing|no urgency|not that urgent)\b"
+);
 re!(MEDIUM, r"\b(medium priority|moderately urgent|somewhat urgent|this week|when you can|fairly soon|sometime this week)\b");
 
 re!(MONITOR, r"(?i)\bmonitor\s+(?:called\s+|named\s+|is\s+)?['\x22“]?([A-Za-z0-9][\w.>-]*[-_][\w.>-]+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)");
@@ -219,25 +271,45 @@ re!(ALERT_Q, r#"(?i)\b(?:alert|alarm|monitor)\s+(?:is\s+|was\s+|called\s+|named\
 re!(Q_ALERT, r#"['"“‘]([^'"”’]{2,60})['"”’]\s+(?:alert|alarm|monitor)\b"#);
 re!(ALERT_NAME, r"(?i)\b(?:alert|alarm)\s+(?:called\s+|named\s+|is\s+)?([A-Za-z0-9][\w.>-]*[-_][\w.>-]+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)");
 re!(NAMED_ALERT, r"\b([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)\s+(monitor|alert|alarm)\b");
-re!(OWNER, r"(?:(?i:owned by|owner is|handled by|managed by|point of contact is|incident commander is|contact is|run by|led by|it's|so it's)\s+)([A-Z][\p{L}'-]+(?:\s+[A-Z][\p{L}'-]+){0,2})");
-re!(OWNER2, r"\b([A-Z][\p{L}'-]+\s+[A-Z][\p{L}'-]+)\s+(?:is|will be)\s+(?:our|the)\s+(?i:incident commander|owner|on-call|point of contact|lead|tech lead|engineering lead|contact)");
+re!(
+    OWNER,
+    r"(?:(?i:owned by|owner is|handled by|managed by|point of contact is|incident commander is|contact is|run by|led by|it's|so it's)\s+)([A-Z][\p{L}'-]+(?:\s+[A-Z][\p{L}'-]+){0,2})"
+);
+re!(
+    OWNER2,
+    r"\b([A-Z][\p{L}'-]+\s+[A-Z][\p{L}'-]+)\s+(?:is|will be)\s+(?:our|the)\s+(?i:incident commander|owner|on-call|point of contact|lead|tech lead|engineering lead|contact)"
+);
 re!(OWNER_TEAM, r"(?i)\b(?:owned by|owner is|belongs to|handled by)\s+(?:the\s+|our\s+)?([\w-]+(?:\s[\w-]+)?\s+team)\b");
 re!(ESC_WORD, r"\b(pagerduty|pager duty|opsgenie|war room|bridge call|incident bridge|slack connect)\b");
-re!(APPROVAL_YES, r"\b(needs? (?:an? )?(?:approval|sign[- ]off|to be approved|supervisor|manager)|requires? (?:an? )?(?:approval|sign[- ]off|signature)|has to (?:approve|sign off|be approved)|must (?:approve|be approved|sign)|approv(?:e|al) from|sign[- ]off from|signed (?:by|form)|authori[sz]ed signatory|with (?:my|our) (?:manager|cfo|finance|boss)|get (?:it )?approved|(?:manager|supervisor|cfo|director|finance(?: team)?|legal) (?:needs to|has to|must|will need to) (?:approve|sign)|pending approval|awaiting approval)\b");
-re!(APPROVAL_NO, r"\b(no approval (?:is )?(?:needed|required)|doesn't need (?:any )?approval|don't need (?:any )?approval|without approval|no sign[- ]off needed)\b");
+re!(
+    APPROVAL_YES,
+    r"\b(needs? (?:an? )?(?:approval|sign[- ]off|to be approved|supervisor|manager)|requires? (?:an? )?(?:approval|sign[- ]off|signature)|has to (?:approve|sign off|be approved)|must (?:approve|be approved|sign)|approv(?:e|al) from|sign[- ]off from|signed (?:by|form)|authori[sz]ed signatory|with (?:my|our) (?:manager|cfo|finance|boss)|get (?:it )?approved|(?:manager|supervisor|cfo|director|finance(?: team)?|legal) (?:needs to|has to|must|will need to) (?:approve|sign)|pending approval|awaiting approval)\b"
+);
+re!(
+    APPROVAL_NO,
+    r"\b(no approval (?:is )?(?:needed|required)|doesn't need (?:any )?approval|don't need (?:any )?approval|without approval|no sign[- ]off needed)\b"
+);
 re!(
     REQUEST,
     r"\b((?:i|we) (?:just |really |still |urgently |only )?(?:need|want|would like|'d like)|i'd like|we'd like|can you|could you|can i get|could i get|please|i'm calling to|i am calling to|calling to|i'm looking to|we're looking to|help me|i'm hoping|we're hoping|get (?:it|this|them) (?:fixed|changed|updated|reissued|refunded|corrected)|to have)\b"
 );
-re!(MISSING, r"\b(don't have (?:the|my|our|it|that)|do not have (?:the|my|our)|need (?:the|your|a|an) [\w ]{2,30} (?:before|to|first|in order)|we(?:'ll| will) need (?:the|your|a|an|to know)|i(?:'ll| will) need (?:the|your|a|an)|need to know|once (?:you|we) (?:send|have|get)|missing|without (?:the|a|an)|can't find (?:the|my)|haven't got (?:the|my))\b");
-re!(BLOCKER, r"\b(blocked (?:by|on)|blocking|waiting (?:on|for)|stuck (?:in|on|at)|until|can't (?:\w+ )?(?:until|because)|because|on (?:vacation|leave|holiday)|travel(?:l)?ing|out of (?:the )?office|held up|the problem is|the issue is|hold(?:ing)? (?:it|this) up)\b");
-re!(ROUTE, r"\b(?:route|routing|transfer|pass|forward|escalat\w*|send|hand|book|assign|flag|have|get)\b[^.?!\n]{0,40}?\b(?:to|with|for)?\s*(?:our|the|a|an)?\s*((?:[\w-]+\s){0,2}(?:team|department|desk|specialist|engineer|colleague|manager|folks|rep|representative)|billing|sales|support|finance|legal|[A-Z][a-z]+)\b");
+re!(
+    MISSING,
+    r"\b(don't have (?:the|my|our|it|that)|do not have (?:the|my|our)|need (?:the|your|a|an) [\w ]{2,30} (?:before|to|first|in order)|we(?:'ll| will) need (?:the|your|a|an|to know)|i(?:'ll| will) need (?:the|your|a|an)|need to know|once (?:you|we) (?:send|have|get)|missing|without (?:the|a|an)|can't find (?:the|my)|haven't got (?:the|my))\b"
+);
+re!(
+    BLOCKER,
+    r"\b(blocked (?:by|on)|blocking|waiting (?:on|for)|stuck (?:in|on|at)|until|can't (?:\w+ )?(?:until|because)|because|on (?:vacation|leave|holiday)|travel(?:l)?ing|out of (?:the )?office|held up|the problem is|the issue is|hold(?:ing)? (?:it|this) up)\b"
+);
+re!(
+    ROUTE,
+    r"\b(?:route|routing|transfer|pass|forward|escalat\w*|send|hand|book|assign|flag|have|get)\b[^.?!\n]{0,40}?\b(?:to|with|for)?\s*(?:our|the|a|an)?\s*((?:[\w-]+\s){0,2}(?:team|department|desk|specialist|engineer|colleague|manager|folks|rep|representative)|billing|sales|support|finance|legal|[A-Z][a-z]+)\b"
+);
 
 re!(
     PROMISE,
     r"\b(i'll|i will|ill|we'll|we will|i'm going to|im going to|i am going to|we're going to|let me|someone (?:from [\w ]+ )?will|(?:our|the) [\w-]+(?: [\w-]+)? (?:team )?will|you'll (?:get|receive|hear)|you will (?:get|receive|hear)|i can (?:send|email|have|get|book)|i've (?:opened|created|logged|filed|escalated|flagged|linked|booked|scheduled|sent)|i have (?:opened|created|logged|escalated))\b"
 );
-re!(PROMISE_VERB, r"\b(send|email|e-mail|call|ring|follow up|get back|escalate|update|look into|check|create|open|file|log|refund|process|reset|reissue|issue|book|schedule|arrange|have|pass|route|flag|raise|add|attach|turn on|enable|disable|start|submit|resubmit|credit|remove|post|page|text|share|forward|investigate|confirm|put|note|note down|make sure|link|move|get|loop|reach out|contact|transfer|apply|waive|extend|fix)\b");
 
 fn lower_of(doc: &Doc, l: Loc) -> (usize, usize) {
     (doc.lower_byte(l.turn, l.start), doc.lower_byte(l.turn, l.end))
@@ -276,7 +348,8 @@ pub fn extract(ctx: &Ctx, out: &mut FieldMap, person: &super::people::Person) {
         out.insert("error_message", f);
     }
     // Deploys: the caller's words, or the vendor's own release the agent names.
-    let deploy = best_of(ctx, Kind::Deploy, |_| true).or_else(|| ctx.mentions.iter().find(|m| m.kind == Kind::Deploy && !doc.is_caller(m.loc.turn) && !negated(doc, m.lstart, m.lend)).map(|m| (m, 0.55)));
+    let deploy = best_of(ctx, Kind::Deploy, |_| true)
+        .or_else(|| ctx.mentions.iter().find(|m| m.kind == Kind::Deploy && !doc.is_caller(m.loc.turn) && !negated(doc, m.lstart, m.lend)).map(|m| (m, 0.55)));
     if let Some((m, c)) = deploy {
         out.insert("deploy", found(json!(m.value), c, m.loc));
     }
@@ -393,18 +466,18 @@ fn error_message(ctx: &Ctx) -> Option<Found> {
         spans.push(m.loc);
     }
     let conf = claim(doc, spans[0].turn, doc.lower_byte(spans[0].turn, spans[0].start), doc.lower_byte(spans[0].turn, spans[0].end)).unwrap_or(0.6);
-    let loc = Loc { turn: spans[0].turn, start: spans.iter().filter(|l| l.turn == spans[0].turn).map(|l| l.start).min().unwrap_or(0), end: spans.iter().filter(|l| l.turn == spans[0].turn).map(|l| l.end).max().unwrap_or(0) };
+    let loc = Loc {
+        turn: spans[0].turn,
+        start: spans.iter().filter(|l| l.turn == spans[0].turn).map(|l| l.start).min().unwrap_or(0),
+        end: spans.iter().filter(|l| l.turn == spans[0].turn).map(|l| l.end).max().unwrap_or(0),
+    };
     let _ = q_turns;
     Some(found(json!(parts.join(" ")), conf.min(0.9), loc))
 }
 
 fn compact_id(doc: &Doc, m: &Mention) -> String {
     let orig = doc.text(m.loc);
-    if !orig.is_empty() && orig.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
-        orig.to_string()
-    } else {
-        m.value.to_uppercase()
-    }
+    if !orig.is_empty() && orig.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') { orig.to_string() } else { m.value.to_uppercase() }
 }
 
 fn ids(ctx: &Ctx, out: &mut FieldMap) {
@@ -441,9 +514,10 @@ fn ids(ctx: &Ctx, out: &mut FieldMap) {
     if account.is_none() {
         for t in answers(doc, &ASK_ACCOUNT) {
             let text = &doc.src[t].text;
-            let tok = text.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '_')).find(|w| {
-                w.len() >= 3 && (w.chars().any(|c| c.is_ascii_digit()) || w.contains('-') || w.contains('_')) && !w.contains('@')
-            });
+            let tok = text
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '_'))
+                .find(|w| w.len() >= 3 && (w.chars().any(|c| c.is_ascii_digit()) || w.contains('-') || w.contains('_')) && !w.contains('@'));
             if let Some(tok) = tok
                 && let Some(pos) = text.find(tok)
             {
@@ -478,8 +552,16 @@ fn environment(ctx: &Ctx) -> Option<Found> {
         };
         // "dev" / "development" mean an environment only with an environment word or preposition.
         if i == 2 && matches!(w, "dev" | "development") {
-            let around = &doc.lower[lex::floor_boundary(&doc.lower, m.start().saturating_sub(12))..lex::ceil_boundary(&doc.lower, (m.end() + 14).min(doc.lower.len()))];
-            if !(around.contains("environment") || around.contains(" in dev") || around.contains(" on dev") || around.contains("workspace") || around.contains("instance") || around.contains("server") || around.contains("local")) {
+            let around =
+                &doc.lower[lex::floor_boundary(&doc.lower, m.start().saturating_sub(12))..lex::ceil_boundary(&doc.lower, (m.end() + 14).min(doc.lower.len()))];
+            if !(around.contains("environment")
+                || around.contains(" in dev")
+                || around.contains(" on dev")
+                || around.contains("workspace")
+                || around.contains("instance")
+                || around.contains("server")
+                || around.contains("local"))
+            {
                 continue;
             }
         }
@@ -492,7 +574,11 @@ fn environment(ctx: &Ctx) -> Option<Found> {
         }
     }
     let names = ["production", "staging", "development"];
-    let (i, best) = scores.iter().enumerate().filter(|(_, s)| s.1.is_some()).max_by(|a, b| a.1.0.partial_cmp(&b.1.0).unwrap_or(std::cmp::Ordering::Equal).then(b.0.cmp(&a.0)))?;
+    let (i, best) = scores
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.1.is_some())
+        .max_by(|a, b| a.1.0.partial_cmp(&b.1.0).unwrap_or(std::cmp::Ordering::Equal).then(b.0.cmp(&a.0)))?;
     Some(found(json!(names[i]), best.2 * if scores.iter().filter(|s| s.1.is_some()).count() > 1 { 0.8 } else { 1.0 }, best.1?))
 }
 
@@ -521,7 +607,9 @@ fn plan(ctx: &Ctx) -> Option<Found> {
         return Some(found(json!(v), conf, l));
     }
     // "upgraded to enterprise": the plan they are now on.
-    static UPG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(?:upgraded to|moved to|switched to|we're on|we are on|on the|paying for|we pay for|we have|we're an?|we are an?)\s+(?:the\s+|an?\s+)?(free|starter|pro|business|enterprise)\b").expect("upg"));
+    static UPG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\b(?:upgraded to|moved to|switched to|we're on|we are on|on the|paying for|we pay for|we have|we're an?|we are an?)\s+(?:the\s+|an?\s+)?(free|starter|pro|business|enterprise)\b").expect("upg")
+    });
     for c in UPG.captures_iter(&doc.lower) {
         let Some(p) = c.get(1) else { continue };
         let t = doc.turn_of_lower(p.start());
@@ -576,11 +664,15 @@ fn affected_users(ctx: &Ctx) -> Option<Found> {
             continue;
         }
         let sentence = doc.sentence_at(ls).map(|s| doc.sentence_text(s)).unwrap_or("");
-        if !AFFECT_CUE.is_match(sentence) && !(loc.turn > 0 && ASK_IMPACT.is_match(doc.turn_lower(loc.turn - 1))) {
+        if !(AFFECT_CUE.is_match(sentence) || loc.turn > 0 && ASK_IMPACT.is_match(doc.turn_lower(loc.turn - 1))) {
             continue;
         }
         // Not a limit or a plan size ("up to 25 seats", "for about 200 agents" when evaluating).
-        if sentence.contains("up to") || sentence.contains("limit") && !sentence.contains("reached") || sentence.contains("evaluating") || sentence.contains("pricing") {
+        if sentence.contains("up to")
+            || sentence.contains("limit") && !sentence.contains("reached")
+            || sentence.contains("evaluating")
+            || sentence.contains("pricing")
+        {
             continue;
         }
         let n = if v.fract() == 0.0 { json!(v as i64) } else { json!(v) };
@@ -590,10 +682,83 @@ fn affected_users(ctx: &Ctx) -> Option<Found> {
 }
 
 const NOT_PEOPLE: &[&str] = &[
-    "seconds", "minutes", "hours", "days", "weeks", "months", "years", "requests", "calls", "rows", "records", "dollars", "euros", "pounds", "times", "percent", "errors", "messages", "files", "attempts",
-    "bytes", "postcodes", "orders", "lookups", "jobs", "builds", "tickets", "events", "webhooks", "numbers", "digits", "recordings", "transcripts", "minutes", "kbps", "ms", "headsets", "boxes", "trucks",
-    "lines", "photos", "emails", "invoices", "items", "things", "bookings", "slots", "sends", "deliveries", "retries", "pages", "reports", "points", "results", "codes", "questions", "calls", "cents",
-    "gigabytes", "megabytes", "degrees", "channels", "years", "languages", "tabs", "steps", "bugs", "issues", "problems", "units", "products", "apps", "keys", "secrets", "contracts", "accounts", "plans",
+    "seconds",
+    "minutes",
+    "hours",
+    "days",
+    "weeks",
+    "months",
+    "years",
+    "requests",
+    "calls",
+    "rows",
+    "records",
+    "dollars",
+    "euros",
+    "pounds",
+    "times",
+    "percent",
+    "errors",
+    "messages",
+    "files",
+    "attempts",
+    "bytes",
+    "postcodes",
+    "orders",
+    "lookups",
+    "jobs",
+    "builds",
+    "tickets",
+    "events",
+    "webhooks",
+    "numbers",
+    "digits",
+    "recordings",
+    "transcripts",
+    "minutes",
+    "kbps",
+    "ms",
+    "headsets",
+    "boxes",
+    "trucks",
+    "lines",
+    "photos",
+    "emails",
+    "invoices",
+    "items",
+    "things",
+    "bookings",
+    "slots",
+    "sends",
+    "deliveries",
+    "retries",
+    "pages",
+    "reports",
+    "points",
+    "results",
+    "codes",
+    "questions",
+    "calls",
+    "cents",
+    "gigabytes",
+    "megabytes",
+    "degrees",
+    "channels",
+    "years",
+    "languages",
+    "tabs",
+    "steps",
+    "bugs",
+    "issues",
+    "problems",
+    "units",
+    "products",
+    "apps",
+    "keys",
+    "secrets",
+    "contracts",
+    "accounts",
+    "plans",
 ];
 
 fn start_time(ctx: &Ctx) -> Option<Found> {
@@ -615,7 +780,7 @@ fn start_time(ctx: &Ctx) -> Option<Found> {
         if ntext.is_empty() {
             continue;
         }
-        let h = hedge(text);
+        let h = s.hedge;
         if h == 2 {
             continue;
         }
@@ -628,7 +793,13 @@ fn start_time(ctx: &Ctx) -> Option<Found> {
                 continue;
             }
             let loc = doc.loc_norm(ns + r.start, ns + r.end).unwrap_or(l);
-            let conf = if h == 1 { 0.55 } else if r.precise { 0.85 } else { 0.6 };
+            let conf = if h == 1 {
+                0.55
+            } else if r.precise {
+                0.85
+            } else {
+                0.6
+            };
             return Some(found(json!(r.rfc3339), conf, loc));
         }
     }
@@ -656,7 +827,7 @@ fn deadline(ctx: &Ctx) -> Option<Found> {
             if pass == 1 && !PROMISE.is_match(text) {
                 continue;
             }
-            if caller && hedge(text) == 2 {
+            if caller && s.hedge == 2 {
                 continue;
             }
             let Some(l) = doc.loc_lower(s.start, s.end) else { continue };
@@ -672,11 +843,24 @@ fn deadline(ctx: &Ctx) -> Option<Found> {
             let ntext = &doc.norm[ns..ne];
             let all = time::resolve_all_with(ntext, ctx.call_time, ctx.tz, Mode::Deadline, if then { 140 } else { 40 });
             // A time right after a deadline word ("by friday", "before the 31st", "12 noon at the latest").
-            let cands: Vec<&time::Resolved> = all.iter().filter(|r| {
-                let pre = &ntext[..r.start];
-                let post = &ntext[r.end..];
-                pre.ends_with("by ") || pre.ends_with("before ") || pre.ends_with("by the ") || pre.ends_with("until ") || post.starts_with(" at the latest") || post.starts_with(" latest") || pre.ends_with("deadline is ") || pre.ends_with("due ") || text.contains("deadline") || text.contains("at the latest") || (pre.ends_with(", ") && text.contains(" by "))
-            }).collect();
+            let cands: Vec<&time::Resolved> = all
+                .iter()
+                .filter(|r| {
+                    let pre = &ntext[..r.start];
+                    let post = &ntext[r.end..];
+                    pre.ends_with("by ")
+                        || pre.ends_with("before ")
+                        || pre.ends_with("by the ")
+                        || pre.ends_with("until ")
+                        || post.starts_with(" at the latest")
+                        || post.starts_with(" latest")
+                        || pre.ends_with("deadline is ")
+                        || pre.ends_with("due ")
+                        || text.contains("deadline")
+                        || text.contains("at the latest")
+                        || (pre.ends_with(", ") && text.contains(" by "))
+                })
+                .collect();
             let pick = cands.iter().rev().find(|r| r.precise).or(cands.last()).copied();
             if let Some(r) = pick.or_else(|| if text.contains("deadline") || text.contains("at the latest") || then { all.last() } else { None }) {
                 let loc = doc.loc_norm(ns + r.start, ns + r.end).unwrap_or(l);
@@ -730,7 +914,11 @@ fn monitor_alert(ctx: &Ctx, out: &mut FieldMap) {
             out.insert("monitor", found(json!(m.as_str()), 0.8, loc_of(m)));
         }
         if !out.contains_key("alert") {
-            let m = ALERT_Q.captures(&t.text).and_then(|c| c.get(1)).or_else(|| Q_ALERT.captures(&t.text).and_then(|c| c.get(1))).or_else(|| ALERT_NAME.captures(&t.text).and_then(|c| c.get(1)));
+            let m = ALERT_Q
+                .captures(&t.text)
+                .and_then(|c| c.get(1))
+                .or_else(|| Q_ALERT.captures(&t.text).and_then(|c| c.get(1)))
+                .or_else(|| ALERT_NAME.captures(&t.text).and_then(|c| c.get(1)));
             if let Some(m) = m {
                 out.insert("alert", found(json!(m.as_str()), 0.8, loc_of(m)));
             }
@@ -760,10 +948,9 @@ fn owner(ctx: &Ctx, out: &mut FieldMap) {
         let pats: [&Regex; 3] = [&OWNER2, &OWNER_TEAM, &OWNER];
         for (i, re) in pats.iter().enumerate() {
             // "it's X" only counts as an owner in an answer to "who owns it?".
-            if i == 2 && !asked.contains(&ti) {
-                if !t.text.to_lowercase().contains("owned by") && !t.text.to_lowercase().contains("incident commander") && !t.text.to_lowercase().contains("point of contact") && !t.text.to_lowercase().contains("owner") {
-                    continue;
-                }
+            let lower = t.text.to_lowercase();
+            if i == 2 && !asked.contains(&ti) && !["owned by", "incident commander", "point of contact", "owner"].iter().any(|w| lower.contains(w)) {
+                continue;
             }
             if let Some(m) = re.captures_iter(&t.text).filter_map(|c| c.get(1)).last() {
                 let first = m.as_str().split_whitespace().next().unwrap_or("").to_lowercase();
@@ -782,7 +969,12 @@ fn free_text(ctx: &Ctx, out: &mut FieldMap) {
     // Business impact: an answer to "what's the impact?", else an impact sentence.
     let impact = answers(doc, &ASK_IMPACT)
         .find_map(|t| {
-            let s = doc.sentences.iter().filter(|s| s.turn == t).find(|s| IMPACT.is_match(doc.sentence_text(s))).or_else(|| doc.sentences.iter().find(|s| s.turn == t))?;
+            let s = doc
+                .sentences
+                .iter()
+                .filter(|s| s.turn == t)
+                .find(|s| IMPACT.is_match(doc.sentence_text(s)))
+                .or_else(|| doc.sentences.iter().find(|s| s.turn == t))?;
             if negative_answer(doc.sentence_text(s)) && doc.turns[t].chars < 40 {
                 return None;
             }
@@ -799,7 +991,13 @@ fn free_text(ctx: &Ctx, out: &mut FieldMap) {
         negative_answer(l) && !l.contains("but we") && !l.contains("but i")
     });
     let positive = answers(doc, &ASK_WORKAROUND)
-        .find_map(|t| doc.sentences.iter().find(|s| s.turn == t && WORKAROUND.is_match(doc.sentence_text(s))).and_then(|s| sentence_value(doc, s)).map(|(v, l)| (v, l, 0.6)))
+        .find_map(|t| {
+            doc.sentences
+                .iter()
+                .find(|s| s.turn == t && WORKAROUND.is_match(doc.sentence_text(s)))
+                .and_then(|s| sentence_value(doc, s))
+                .map(|(v, l)| (v, l, 0.6))
+        })
         .or_else(|| cue_sentence(ctx, &WORKAROUND, false).map(|(v, l, _)| (v, l, 0.55)));
     let none_turn = none.map(|m| doc.turn_of_lower(m.start())).or(asked_none);
     if let (Some((v, l, c)), Some(nt)) = (&positive, none_turn)
@@ -857,4 +1055,3 @@ fn free_text(ctx: &Ctx, out: &mut FieldMap) {
         }
     }
 }
-

@@ -6,13 +6,15 @@ use regex::Regex;
 
 use super::doc::Doc;
 
+/// Every hedge in `text` with its strength, for per-sentence precomputation.
+pub fn hedge_spans(text: &str) -> Vec<(usize, usize, u8)> {
+    let mut out: Vec<(usize, usize, u8)> = STRONG.find_iter(text).map(|m| (m.start(), m.end(), 2)).collect();
+    out.extend(MILD.find_iter(text).map(|m| (m.start(), m.end(), 1)));
+    out
+}
+
 /// Hedging strength of a clause: 0 none, 1 mild ("i think"), 2 strong ("maybe", "not sure").
 pub fn hedge(text: &str) -> u8 {
-    static STRONG: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\b(maybe|might be|might have|may be|not sure|unsure|no idea|not certain|i guess|possibly|perhaps|could be|i'm guessing|don't know|dont know|do not know|or something|not a hundred percent|not 100%|can't remember|cannot remember|don't remember|can't say)\b").expect("hedge")
-    });
-    static MILD: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\b(i think|i believe|probably|pretty sure|i suppose|likely|i assume|i'm assuming|seems like|if i remember|iirc)\b").expect("hedge"));
     if STRONG.is_match(text) {
         2
     } else if MILD.is_match(text) {
@@ -21,6 +23,13 @@ pub fn hedge(text: &str) -> u8 {
         0
     }
 }
+
+static STRONG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(maybe|might be|might have|may be|not sure|unsure|no idea|not certain|i guess|possibly|perhaps|could be|i'm guessing|don't know|dont know|do not know|or something|not a hundred percent|not 100%|can't remember|cannot remember|don't remember|can't say)\b").expect("hedge")
+});
+static MILD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(i think|i believe|probably|pretty sure|i suppose|likely|i assume|i'm assuming|seems like|if i remember|iirc)\b").expect("hedge")
+});
 
 static NEGATOR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(not|no|never|don't|dont|doesn't|doesnt|didn't|didnt|isn't|isnt|aren't|arent|wasn't|wasnt|weren't|werent|haven't|havent|hasn't|hasnt|without|nothing|none|neither|nor|instead of|rather than|other than|except)\b")
@@ -32,7 +41,8 @@ static POST_NEG: LazyLock<Regex> = LazyLock::new(|| {
         .expect("post neg")
 });
 
-static CLAUSE_BREAK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[,;:]|\b(but|although|though|however|whereas|so|because|and then|while)\b").expect("clause"));
+static CLAUSE_BREAK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[,;:]|\b(but|although|though|however|whereas|so|because|and then|while)\b").expect("clause"));
 
 /// Start byte of the clause holding `pos` in `doc.lower`.
 pub fn clause_start(doc: &Doc, pos: usize) -> usize {
@@ -83,7 +93,10 @@ pub fn negated(doc: &Doc, pos: usize, end: usize) -> bool {
     let clause_is_sentence_start = doc.sentence_at(pos).is_none_or(|s| s.start + 2 >= cs || doc.lower[s.start..cs].trim().is_empty());
     let first = words.first().copied().unwrap_or("").trim_matches(|c: char| !c.is_alphanumeric());
     let answer_no = (tail_trim == "no" || tail_trim.starts_with("no ") && words.len() <= 1)
-        || (clause_is_sentence_start && matches!(first, "no" | "nope" | "nah") && words.len() <= 7 && !words.get(1).is_some_and(|w| matches!(*w, "errors" | "error" | "one" | "issues" | "problems" | "idea")));
+        || (clause_is_sentence_start
+            && matches!(first, "no" | "nope" | "nah")
+            && words.len() <= 7
+            && !words.get(1).is_some_and(|w| matches!(*w, "errors" | "error" | "one" | "issues" | "problems" | "idea")));
     if NEGATOR.is_match(&tail) && !answer_no {
         return true;
     }
@@ -114,16 +127,15 @@ pub fn negative_answer(text: &str) -> bool {
 
 /// Correction cue in a clause ("actually", "sorry, I mean", "no, it's").
 pub fn correction(text: &str) -> bool {
-    static C: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\b(actually|i mean|sorry|correction|scratch that|make it|wait|rather|not .{1,25}, it's|no,|no it's|no its)\b").expect("corr"));
+    static C: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\b(actually|i mean|sorry|correction|scratch that|make it|wait|rather|not .{1,25}, it's|no,|no it's|no its)\b").expect("corr")
+    });
     C.is_match(text)
 }
 
 /// Very common English words, never a name or a company word on their own.
 pub fn common_word(w: &str) -> bool {
-    static SET: LazyLock<std::collections::HashSet<&'static str>> = LazyLock::new(|| {
-        COMMON.split_whitespace().collect()
-    });
+    static SET: LazyLock<std::collections::HashSet<&'static str>> = LazyLock::new(|| COMMON.split_whitespace().collect());
     SET.contains(w)
 }
 

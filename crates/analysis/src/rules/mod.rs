@@ -49,9 +49,32 @@ fn builtin_type(name: &str) -> Option<SchemaFieldType> {
         "start_time" | "deadline" | "callback_time" => Datetime,
         "logs_referenced" | "approval_required" | "sensitive_data" => Boolean,
         "plan" | "environment" | "severity" | "urgency" | "request_category" => Enum,
-        "caller_name" | "customer" | "account" | "region" | "product_area" | "endpoint" | "error_message" | "business_impact" | "workaround" | "steps" | "expected_behavior" | "actual_behavior"
-        | "repo" | "deploy" | "monitor" | "alert" | "owner" | "escalation_channel" | "support_ticket" | "related_object_id" | "requested_outcome" | "missing_information" | "blocker"
-        | "promised_next_step" | "routing_note" | "callback_timezone" => String,
+        "caller_name"
+        | "customer"
+        | "account"
+        | "region"
+        | "product_area"
+        | "endpoint"
+        | "error_message"
+        | "business_impact"
+        | "workaround"
+        | "steps"
+        | "expected_behavior"
+        | "actual_behavior"
+        | "repo"
+        | "deploy"
+        | "monitor"
+        | "alert"
+        | "owner"
+        | "escalation_channel"
+        | "support_ticket"
+        | "related_object_id"
+        | "requested_outcome"
+        | "missing_information"
+        | "blocker"
+        | "promised_next_step"
+        | "routing_note"
+        | "callback_timezone" => String,
         _ => return None,
     })
 }
@@ -68,7 +91,8 @@ pub fn analyze(input: &AnalysisInput) -> Analysis {
 
     // Sensitive data and the redaction everything leaving the engine goes through.
     let masks = extras::find_masks(&doc);
-    let secrets: Vec<(String, &'static str)> = masks.iter().map(|m| (doc.text(m.loc).to_string(), extras::label(m.kind))).filter(|(s, _)| s.chars().count() >= 3).collect();
+    let secrets: Vec<(String, &'static str)> =
+        masks.iter().map(|m| (doc.text(m.loc).to_string(), extras::label(m.kind))).filter(|(s, _)| s.chars().count() >= 3).collect();
     let redact = |s: &str| -> String {
         let mut out = s.to_string();
         for (secret, label) in &secrets {
@@ -146,7 +170,9 @@ pub fn analyze(input: &AnalysisInput) -> Analysis {
 
     // Reproducibility from what was found, whatever the schema.
     let mut missing = vec![];
-    for (k, name) in [("steps", "steps"), ("expected_behavior", "expected"), ("actual_behavior", "actual"), ("product_area", "area"), ("business_impact", "impact")] {
+    for (k, name) in
+        [("steps", "steps"), ("expected_behavior", "expected"), ("actual_behavior", "actual"), ("product_area", "area"), ("business_impact", "impact")]
+    {
         let have = fm.contains_key(k) || (k == "product_area" && fm.contains_key("endpoint"));
         if !have {
             missing.push(name.to_string());
@@ -160,7 +186,10 @@ pub fn analyze(input: &AnalysisInput) -> Analysis {
     let mut out: BTreeMap<String, ExtractedField> = BTreeMap::new();
     for f in &input.schema.fields {
         let found = match builtin_type(&f.name) {
-            Some(t) if t == f.field_type => fm.get(f.name.as_str()).cloned().filter(|x| f.field_type != SchemaFieldType::Enum || x.value.as_str().is_some_and(|v| f.options.iter().any(|o| o == v))),
+            Some(t) if t == f.field_type => fm
+                .get(f.name.as_str())
+                .cloned()
+                .filter(|x| f.field_type != SchemaFieldType::Enum || x.value.as_str().is_some_and(|v| f.options.iter().any(|o| o == v))),
             _ => custom_field(&ctx, f, &fm),
         };
         let Some(found) = found else { continue };
@@ -202,27 +231,288 @@ static AREA: LazyLock<Regex> = LazyLock::new(|| {
     .expect("area")
 });
 const AREA_GENERIC: &[&str] = &[
-    "app", "api", "apis", "calls", "inbound", "outbound", "recordings", "recording", "report", "reports", "export", "exports", "import", "imports", "login", "sign in", "sign-in", "integration", "view",
-    "numbers", "number", "phone numbers", "message", "greeting", "menus", "menu", "devices", "device", "terminals", "terminal", "transcripts", "transcript", "builds", "build", "billing", "payments",
-    "payment", "queue", "routing", "search", "sync", "uploads", "upload", "portal", "console",
+    "app",
+    "api",
+    "apis",
+    "calls",
+    "inbound",
+    "outbound",
+    "recordings",
+    "recording",
+    "report",
+    "reports",
+    "export",
+    "exports",
+    "import",
+    "imports",
+    "login",
+    "sign in",
+    "sign-in",
+    "integration",
+    "view",
+    "numbers",
+    "number",
+    "phone numbers",
+    "message",
+    "greeting",
+    "menus",
+    "menu",
+    "devices",
+    "device",
+    "terminals",
+    "terminal",
+    "transcripts",
+    "transcript",
+    "builds",
+    "build",
+    "billing",
+    "payments",
+    "payment",
+    "queue",
+    "routing",
+    "search",
+    "sync",
+    "uploads",
+    "upload",
+    "portal",
+    "console",
 ];
 const AREA_TAIL: &[&str] = &[
-    "dashboard", "page", "view", "widget", "api", "export", "exports", "import", "report", "service", "flow", "tab", "screen", "endpoint", "app", "feature", "jobs", "job", "module", "integration",
-    "settings", "setting", "column", "message", "secret", "key", "keys", "trunk", "id", "queue", "routing", "line", "signing", "button", "form", "list", "log", "logs", "builder", "editor", "step",
+    "dashboard",
+    "page",
+    "view",
+    "widget",
+    "api",
+    "export",
+    "exports",
+    "import",
+    "report",
+    "service",
+    "flow",
+    "tab",
+    "screen",
+    "endpoint",
+    "app",
+    "feature",
+    "jobs",
+    "job",
+    "module",
+    "integration",
+    "settings",
+    "setting",
+    "column",
+    "message",
+    "secret",
+    "key",
+    "keys",
+    "trunk",
+    "id",
+    "queue",
+    "routing",
+    "line",
+    "signing",
+    "button",
+    "form",
+    "list",
+    "log",
+    "logs",
+    "builder",
+    "editor",
+    "step",
 ];
 const AREA_STOP: &[&str] = &[
-    "the", "our", "your", "my", "a", "an", "this", "that", "with", "in", "on", "to", "for", "of", "and", "is", "are", "was", "it", "its", "it's", "from", "at", "all", "every", "some", "new", "whole", "same", "any",
-    "their", "we", "i", "you", "via", "by", "through", "into", "about", "there", "when", "if", "but", "so", "or", "just", "also", "using", "use", "get", "got", "getting", "hit", "hits", "connect",
-    "keeps", "keep", "throws", "returns", "says", "shows", "open", "opened", "click", "clicked", "set", "how", "what", "which", "where", "like", "want", "wants", "need", "needs", "turn", "can't",
-    "cannot", "don't", "isn't", "doesn't", "not", "broken", "failing", "fails", "been", "have", "has", "had", "production", "staging", "test", "trying", "wanted", "report", "up", "do", "does", "did",
-    "give", "contractor", "native", "official", "one", "two", "per", "only", "still", "then", "now", "today", "since", "after", "before", "weird", "something", "thing", "stuff", "problem", "issue",
-    "bug", "error", "errors", "mostly", "really", "very", "even", "both", "each", "either", "those", "these", "his", "her", "them", "they", "he", "she", "me", "us", "would", "could", "should", "will",
-    "add", "adding", "added", "create", "created", "make", "see", "seeing", "saw", "tried", "try", "run", "running", "send", "sending", "sent", "take", "taking", "load", "loading", "show", "showing",
-    "go", "going", "goes", "went", "check", "checked", "checking", "said", "say", "tell", "told", "know", "think", "thought", "look", "looks", "looking", "work", "works", "worked", "working",
+    "the",
+    "our",
+    "your",
+    "my",
+    "a",
+    "an",
+    "this",
+    "that",
+    "with",
+    "in",
+    "on",
+    "to",
+    "for",
+    "of",
+    "and",
+    "is",
+    "are",
+    "was",
+    "it",
+    "its",
+    "it's",
+    "from",
+    "at",
+    "all",
+    "every",
+    "some",
+    "new",
+    "whole",
+    "same",
+    "any",
+    "their",
+    "we",
+    "i",
+    "you",
+    "via",
+    "by",
+    "through",
+    "into",
+    "about",
+    "there",
+    "when",
+    "if",
+    "but",
+    "so",
+    "or",
+    "just",
+    "also",
+    "using",
+    "use",
+    "get",
+    "got",
+    "getting",
+    "hit",
+    "hits",
+    "connect",
+    "keeps",
+    "keep",
+    "throws",
+    "returns",
+    "says",
+    "shows",
+    "open",
+    "opened",
+    "click",
+    "clicked",
+    "set",
+    "how",
+    "what",
+    "which",
+    "where",
+    "like",
+    "want",
+    "wants",
+    "need",
+    "needs",
+    "turn",
+    "can't",
+    "cannot",
+    "don't",
+    "isn't",
+    "doesn't",
+    "not",
+    "broken",
+    "failing",
+    "fails",
+    "been",
+    "have",
+    "has",
+    "had",
+    "production",
+    "staging",
+    "test",
+    "trying",
+    "wanted",
+    "report",
+    "up",
+    "do",
+    "does",
+    "did",
+    "give",
+    "contractor",
+    "native",
+    "official",
+    "one",
+    "two",
+    "per",
+    "only",
+    "still",
+    "then",
+    "now",
+    "today",
+    "since",
+    "after",
+    "before",
+    "weird",
+    "something",
+    "thing",
+    "stuff",
+    "problem",
+    "issue",
+    "bug",
+    "error",
+    "errors",
+    "mostly",
+    "really",
+    "very",
+    "even",
+    "both",
+    "each",
+    "either",
+    "those",
+    "these",
+    "his",
+    "her",
+    "them",
+    "they",
+    "he",
+    "she",
+    "me",
+    "us",
+    "would",
+    "could",
+    "should",
+    "will",
+    "add",
+    "adding",
+    "added",
+    "create",
+    "created",
+    "make",
+    "see",
+    "seeing",
+    "saw",
+    "tried",
+    "try",
+    "run",
+    "running",
+    "send",
+    "sending",
+    "sent",
+    "take",
+    "taking",
+    "load",
+    "loading",
+    "show",
+    "showing",
+    "go",
+    "going",
+    "goes",
+    "went",
+    "check",
+    "checked",
+    "checking",
+    "said",
+    "say",
+    "tell",
+    "told",
+    "know",
+    "think",
+    "thought",
+    "look",
+    "looks",
+    "looking",
+    "work",
+    "works",
+    "worked",
+    "working",
 ];
 
 fn area_word_ok(w: &str) -> bool {
-    !w.is_empty() && !AREA_STOP.contains(&w) && !lex::common_word(w) && w.chars().all(|c| c.is_alphanumeric() || c == '-') && !(w.len() > 4 && w.ends_with("ed"))
+    let bad = w.is_empty() || AREA_STOP.contains(&w) || lex::common_word(w) || w.len() > 4 && w.ends_with("ed");
+    !bad && w.chars().all(|c| c.is_alphanumeric() || c == '-')
 }
 
 fn product_area(ctx: &Ctx, fm: &mut FieldMap) {
@@ -368,11 +658,16 @@ fn request_category(doc: &Doc, category: Category, fm: &mut FieldMap) {
 fn custom_field(ctx: &Ctx, f: &SchemaField, fm: &FieldMap) -> Option<Found> {
     use SchemaFieldType::*;
     let doc = ctx.doc;
-    let keywords: Vec<std::string::String> = f.name.split('_').filter(|w| w.len() > 2 && !matches!(*w, "the" | "and" | "for" | "number" | "count" | "name")).map(str::to_string).collect();
+    let keywords: Vec<std::string::String> =
+        f.name.split('_').filter(|w| w.len() > 2 && !matches!(*w, "the" | "and" | "for" | "number" | "count" | "name")).map(str::to_string).collect();
     match f.field_type {
         Email => fm.get("caller_email").cloned(),
         Phone => fm.get("caller_phone").cloned(),
-        Url => ctx.mentions.iter().find(|m| m.kind == entities::Kind::Url && fields::claim(doc, m.loc.turn, m.lstart, m.lend).is_some()).map(|m| Found { value: json!(m.value), conf: 0.6, loc: m.loc }),
+        Url => ctx.mentions.iter().find(|m| m.kind == entities::Kind::Url && fields::claim(doc, m.loc.turn, m.lstart, m.lend).is_some()).map(|m| Found {
+            value: json!(m.value),
+            conf: 0.6,
+            loc: m.loc,
+        }),
         Datetime => fm.get("start_time").or(fm.get("deadline")).or(fm.get("callback_time")).cloned().map(|mut x| {
             x.conf *= 0.6;
             x
@@ -463,8 +758,15 @@ fn find_word(hay: &str, needle: &str) -> Option<usize> {
     None
 }
 
-fn summarize(doc: &Doc, fm: &FieldMap, category: Category, triage: &classify::Triage, promises: &[dialnexa_core::analysis::Promise], redact: &dyn Fn(&str) -> String) -> Summary {
-    let s = |k: &str| fm.get(k).and_then(|f| f.value.as_str().map(|v| redact(v)));
+fn summarize(
+    doc: &Doc,
+    fm: &FieldMap,
+    category: Category,
+    triage: &classify::Triage,
+    promises: &[dialnexa_core::analysis::Promise],
+    redact: &dyn Fn(&str) -> String,
+) -> Summary {
+    let s = |k: &str| fm.get(k).and_then(|f| f.value.as_str().map(redact));
     let clip = |v: String| -> String {
         if v.chars().count() > 160 {
             let t: String = v.chars().take(157).collect();
@@ -481,7 +783,7 @@ fn summarize(doc: &Doc, fm: &FieldMap, category: Category, triage: &classify::Tr
     };
     // The first substantive caller sentence is the symptom.
     let symptom = s("actual_behavior").or_else(|| s("error_message").map(|e| format!("seeing {e}"))).or_else(|| {
-        doc.sentences.iter().filter(|x| doc.is_caller(x.turn)).map(|x| doc.sentence_orig(x).0).find(|t| t.split_whitespace().count() >= 6).map(|t| redact(t))
+        doc.sentences.iter().filter(|x| doc.is_caller(x.turn)).map(|x| doc.sentence_orig(x).0).find(|t| t.split_whitespace().count() >= 6).map(redact)
     });
     let area = s("product_area").or_else(|| s("endpoint"));
     let kind = match category {
@@ -529,7 +831,11 @@ fn summarize(doc: &Doc, fm: &FieldMap, category: Category, triage: &classify::Tr
     static CHECKED: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"\b(i (?:already )?(?:checked|tried|restarted|cleared|verified|confirmed|tested|rotated|curl(?:ed)?)|we (?:already )?(?:checked|tried|restarted|cleared|verified|rolled back|tested|rotated|added)|already (?:checked|tried|posted|opened|restarted)|when i curl)\b").expect("checked")
     });
-    let already_checked = CHECKED.find_iter(&doc.lower).find(|m| doc.is_caller(doc.turn_of_lower(m.start()))).and_then(|m| doc.sentence_at(m.start())).map(|x| redact(doc.sentence_orig(x).0));
+    let already_checked = CHECKED
+        .find_iter(&doc.lower)
+        .find(|m| doc.is_caller(doc.turn_of_lower(m.start())))
+        .and_then(|m| doc.sentence_at(m.start()))
+        .map(|x| redact(doc.sentence_orig(x).0));
     let next_step = extras::main_promise(promises).map(|p| p.what.clone());
     if let Some(n) = &next_step {
         sentences.push(format!("Next step: {}", clip(n.clone())));
@@ -540,10 +846,14 @@ fn summarize(doc: &Doc, fm: &FieldMap, category: Category, triage: &classify::Tr
         sentences.push(format!("Category: {}", category.as_str()));
     }
     sentences.truncate(5);
-    let text = sentences.iter().map(|x| {
-        let x = x.trim_end_matches(['.', ' ']);
-        format!("{x}.")
-    }).collect::<Vec<_>>().join(" ");
+    let text = sentences
+        .iter()
+        .map(|x| {
+            let x = x.trim_end_matches(['.', ' ']);
+            format!("{x}.")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     Summary {
         text,
         symptom: symptom.map(clip),

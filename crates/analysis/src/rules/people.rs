@@ -29,7 +29,10 @@ fn words(text: &str) -> Vec<Word> {
             if c == '&' {
                 i += 1;
             } else {
-                while i < chars.len() && (chars[i].is_alphanumeric() || ((chars[i] == '\'' || chars[i] == '’' || chars[i] == '-') && i + 1 < chars.len() && chars[i + 1].is_alphanumeric())) {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric()
+                        || ((chars[i] == '\'' || chars[i] == '’' || chars[i] == '-') && i + 1 < chars.len() && chars[i + 1].is_alphanumeric()))
+                {
                     i += 1;
                 }
             }
@@ -52,10 +55,56 @@ fn words(text: &str) -> Vec<Word> {
 
 const PARTICLES: &[&str] = &["van", "de", "der", "den", "von", "da", "di", "del", "du", "la", "le", "al", "bin", "dos", "das", "ten", "ter"];
 const GREETINGS: &[&str] = &[
-    "hi", "hello", "hey", "hiya", "morning", "afternoon", "evening", "good", "g'day", "gday", "yeah", "yes", "oh", "well", "so", "bonjour", "hola", "olá", "ola", "guten", "tag", "abend", "grüezi",
-    "hej", "siang", "boa", "tarde", "buenos", "dias", "días", "buongiorno", "ciao", "namaste", "kia", "ora", "howdy", "um", "uh", "there", "ok", "okay", "sorry", "thanks", "thank", "you",
+    "hi",
+    "hello",
+    "hey",
+    "hiya",
+    "morning",
+    "afternoon",
+    "evening",
+    "good",
+    "g'day",
+    "gday",
+    "yeah",
+    "yes",
+    "oh",
+    "well",
+    "so",
+    "bonjour",
+    "hola",
+    "olá",
+    "ola",
+    "guten",
+    "tag",
+    "abend",
+    "grüezi",
+    "hej",
+    "siang",
+    "boa",
+    "tarde",
+    "buenos",
+    "dias",
+    "días",
+    "buongiorno",
+    "ciao",
+    "namaste",
+    "kia",
+    "ora",
+    "howdy",
+    "um",
+    "uh",
+    "there",
+    "ok",
+    "okay",
+    "sorry",
+    "thanks",
+    "thank",
+    "you",
 ];
-const STOP_AFTER_NAME: &[&str] = &["from", "at", "with", "here", "calling", "and", "of", "i", "i'm", "im", "we", "we're", "our", "the", "in", "for", "on", "speaking", "um", "uh", "from", "it's"];
+const STOP_AFTER_NAME: &[&str] = &[
+    "from", "at", "with", "here", "calling", "and", "of", "i", "i'm", "im", "we", "we're", "our", "the", "in", "for", "on", "speaking", "um", "uh", "from",
+    "it's",
+];
 
 fn name_like(w: &Word, cased: bool) -> bool {
     if w.text.chars().any(|c| c.is_ascii_digit()) || w.text == "&" {
@@ -129,9 +178,11 @@ fn asked(doc: &Doc, turn: usize, re: &Regex) -> bool {
 }
 
 pub fn find(doc: &Doc) -> Person {
-    static ASK_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(your name|who am i speaking|who i'm speaking|who's calling|who is calling|may i ask who)\b").expect("ask"));
-    static ASK_CO: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\b(company|organi[sz]ation|business|which customer|who are you with|calling from|where are you calling from|what firm)\b").expect("ask"));
+    static ASK_NAME: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\b(your name|who am i speaking|who i'm speaking|who's calling|who is calling|may i ask who)\b").expect("ask"));
+    static ASK_CO: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\b(company|organi[sz]ation|business|which customer|who are you with|calling from|where are you calling from|what firm)\b").expect("ask")
+    });
     let agents = agent_names(doc);
     let mut name: Option<(String, Loc, f64, u8)> = None;
     let mut company: Option<(String, Loc, f64)> = None;
@@ -178,7 +229,8 @@ pub fn find(doc: &Doc) -> Person {
                 // "this is X from Y": the strongest intro; "it's X" must be followed by from/at/here/, or end.
                 let follow = ws.get(e).map(|w| w.lower.as_str()).unwrap_or("");
                 let punct = ws[e - 1].punct_after.is_some() || e >= ws.len();
-                if strength < 3 && !(punct || matches!(follow, "from" | "at" | "with" | "here" | "calling" | "and" | "i" | "i'm" | "im" | "speaking" | "over")) {
+                if strength < 3 && !(punct || matches!(follow, "from" | "at" | "with" | "here" | "calling" | "and" | "i" | "i'm" | "im" | "speaking" | "over"))
+                {
                     continue;
                 }
                 if !is_agent(s, e) {
@@ -217,7 +269,8 @@ pub fn find(doc: &Doc) -> Person {
         for i in 1..ws.len() {
             if ws[i].lower == "here" && ws[i - 1].punct_after.is_none() {
                 let mut s = i;
-                while s > 0 && name_like(&ws[s - 1], cased) && i - s < 3 && ws[s - 1].punct_after.is_none() || (s > 0 && s == i && name_like(&ws[s - 1], cased)) {
+                while s > 0 && name_like(&ws[s - 1], cased) && i - s < 3 && ws[s - 1].punct_after.is_none() || (s > 0 && s == i && name_like(&ws[s - 1], cased))
+                {
                     s -= 1;
                     if i - s >= 3 {
                         break;
@@ -264,10 +317,108 @@ pub fn find(doc: &Doc) -> Person {
 
 const CO_CONNECT: &[&str] = &["&", "and", "of", "de", "du", "y", "und", "la", "del", "+"];
 const CO_STOP: &[&str] = &[
-    "our", "we", "we're", "we've", "i", "i'm", "im", "so", "and", "but", "um", "uh", "your", "you", "the", "is", "are", "was", "has", "have", "had", "can", "could", "about", "calling", "because", "just",
-    "here", "like", "actually", "today", "again", "regarding", "there", "this", "that", "it", "it's", "its", "my", "me", "every", "all", "since", "yeah", "well", "okay", "ok", "hi", "and", "for", "in",
-    "on", "with", "to", "a", "an", "who", "which", "where", "when", "what", "please", "sorry", "thanks", "now", "right", "also", "they", "he", "she", "do", "did", "does", "got", "get", "am", "ive",
-    "i've", "not", "no", "yes", "been", "were", "be", "will", "would", "should", "some", "one", "two", "after", "before", "then", "than", "if", "or", "at", "from", "by", "over", "into",
+    "our",
+    "we",
+    "we're",
+    "we've",
+    "i",
+    "i'm",
+    "im",
+    "so",
+    "and",
+    "but",
+    "um",
+    "uh",
+    "your",
+    "you",
+    "the",
+    "is",
+    "are",
+    "was",
+    "has",
+    "have",
+    "had",
+    "can",
+    "could",
+    "about",
+    "calling",
+    "because",
+    "just",
+    "here",
+    "like",
+    "actually",
+    "today",
+    "again",
+    "regarding",
+    "there",
+    "this",
+    "that",
+    "it",
+    "it's",
+    "its",
+    "my",
+    "me",
+    "every",
+    "all",
+    "since",
+    "yeah",
+    "well",
+    "okay",
+    "ok",
+    "hi",
+    "and",
+    "for",
+    "in",
+    "on",
+    "with",
+    "to",
+    "a",
+    "an",
+    "who",
+    "which",
+    "where",
+    "when",
+    "what",
+    "please",
+    "sorry",
+    "thanks",
+    "now",
+    "right",
+    "also",
+    "they",
+    "he",
+    "she",
+    "do",
+    "did",
+    "does",
+    "got",
+    "get",
+    "am",
+    "ive",
+    "i've",
+    "not",
+    "no",
+    "yes",
+    "been",
+    "were",
+    "be",
+    "will",
+    "would",
+    "should",
+    "some",
+    "one",
+    "two",
+    "after",
+    "before",
+    "then",
+    "than",
+    "if",
+    "or",
+    "at",
+    "from",
+    "by",
+    "over",
+    "into",
 ];
 
 fn find_company(doc: &Doc, ti: usize, ws: &[Word], cased: bool, name: Option<Loc>, answer: bool) -> Option<(String, Loc, f64)> {
@@ -282,9 +433,13 @@ fn find_company(doc: &Doc, ti: usize, ws: &[Word], cased: bool, name: Option<Loc
         while j < ws.len() && n < 6 {
             let w = &ws[j];
             let word_ok = if cased {
-                (w.cap || w.text.chars().all(|c| c.is_uppercase() || c.is_ascii_digit())) && !GREETINGS.contains(&w.lower.as_str()) && w.lower != "i" && w.lower != "i'm"
+                (w.cap || w.text.chars().all(|c| c.is_uppercase() || c.is_ascii_digit()))
+                    && !GREETINGS.contains(&w.lower.as_str())
+                    && w.lower != "i"
+                    && w.lower != "i'm"
             } else {
-                !CO_STOP.contains(&w.lower.as_str()) && !common_word(&w.lower) || (n > 0 && matches!(w.lower.as_str(), "home" | "health" | "care" | "group" | "services"))
+                !CO_STOP.contains(&w.lower.as_str()) && !common_word(&w.lower)
+                    || (n > 0 && matches!(w.lower.as_str(), "home" | "health" | "care" | "group" | "services"))
             };
             if word_ok {
                 n += 1;
@@ -294,14 +449,14 @@ fn find_company(doc: &Doc, ti: usize, ws: &[Word], cased: bool, name: Option<Loc
                 }
                 continue;
             }
-            if n > 0 && CO_CONNECT.contains(&w.lower.as_str()) && w.punct_after.is_none() {
-                if let Some(nx) = ws.get(j + 1) {
-                    let nx_ok = if cased { nx.cap } else { !CO_STOP.contains(&nx.lower.as_str()) && !common_word(&nx.lower) };
-                    if nx_ok {
-                        j += 1;
-                        continue;
-                    }
-                }
+            if n > 0
+                && CO_CONNECT.contains(&w.lower.as_str())
+                && w.punct_after.is_none()
+                && let Some(nx) = ws.get(j + 1)
+                && (if cased { nx.cap } else { !CO_STOP.contains(&nx.lower.as_str()) && !common_word(&nx.lower) })
+            {
+                j += 1;
+                continue;
             }
             break;
         }
@@ -313,7 +468,9 @@ fn find_company(doc: &Doc, ti: usize, ws: &[Word], cased: bool, name: Option<Loc
         let l = ws[i].lower.as_str();
         let prev = if i > 0 { ws[i - 1].lower.as_str() } else { "" };
         let cue = match l {
-            "from" | "at" | "with" | "for" => !(l == "for" && !matches!(prev, "work" | "call" | "on-call" | "engineer" | "tonight" | "working" | "calling") && name.is_none()),
+            "from" | "at" | "with" | "for" => {
+                !(l == "for" && !matches!(prev, "work" | "call" | "on-call" | "engineer" | "tonight" | "working" | "calling") && name.is_none())
+            }
             "own" | "run" if prev == "i" => true,
             _ => false,
         };
@@ -331,18 +488,21 @@ fn find_company(doc: &Doc, ti: usize, ws: &[Word], cased: bool, name: Option<Loc
         }
     }
     // "Name, Company." / "Name. Company."
-    if best.is_none() && cased && name.is_some() && start_word < ws.len() {
-        if let Some((s, e)) = take(start_word)
-            && matches!(ws[e - 1].punct_after, Some('.') | Some(',') | Some('!'))
-            && (e == ws.len() || ws[e - 1].punct_after != Some(',') || ws.get(e).is_some_and(|w| w.lower == "i" || w.lower == "we" || w.lower == "and"))
-        {
-            best = Some((s, e, 0.8));
-        }
+    if best.is_none()
+        && cased
+        && name.is_some()
+        && start_word < ws.len()
+        && let Some((s, e)) = take(start_word)
+        && matches!(ws[e - 1].punct_after, Some('.') | Some(',') | Some('!'))
+        && (e == ws.len() || ws[e - 1].punct_after != Some(',') || ws.get(e).is_some_and(|w| w.lower == "i" || w.lower == "we" || w.lower == "and"))
+    {
+        best = Some((s, e, 0.8));
     }
-    if best.is_none() && answer {
-        if let Some((s, e)) = take(0) {
-            best = Some((s, e, 0.7));
-        }
+    if best.is_none()
+        && answer
+        && let Some((s, e)) = take(0)
+    {
+        best = Some((s, e, 0.7));
     }
     let (s, e, conf) = best?;
     let loc = Loc { turn: ti, start: ws[s].start, end: ws[e - 1].end };
@@ -365,13 +525,25 @@ mod tests {
 
     #[test]
     fn intros() {
-        assert_eq!(f(&[(Agent, "Support, this is Priya."), (Caller, "Yeah, hi. Marcus Oyelaran, I run engineering at Brightcart. Help.")]), (Some("Marcus Oyelaran".into()), Some("Brightcart".into())));
+        assert_eq!(
+            f(&[(Agent, "Support, this is Priya."), (Caller, "Yeah, hi. Marcus Oyelaran, I run engineering at Brightcart. Help.")]),
+            (Some("Marcus Oyelaran".into()), Some("Brightcart".into()))
+        );
         assert_eq!(
             f(&[(Agent, "support this is jonas speaking"), (Caller, "hi jonas this is katrin vogel from lindenhof logistik our tracking webhooks are broken")]),
             (Some("katrin vogel".into()), Some("lindenhof logistik".into()))
         );
-        assert_eq!(f(&[(Agent, "Hi, this is Sam."), (Caller, "Morning Sam. Joris van Dijk, IT at Brouwer Installatietechniek. Since this morning")]).0, Some("Joris van Dijk".into()));
-        assert_eq!(f(&[(Agent, "Hello."), (Caller, "Frank Kowalski. Kowalski and Sons Plumbing. And before you start")]), (Some("Frank Kowalski".into()), Some("Kowalski and Sons Plumbing".into())));
-        assert_eq!(f(&[(Agent, "Hello."), (Caller, "Hi, Walter Huang here. I run Prairie Wind Insurance, we're small.")]), (Some("Walter Huang".into()), Some("Prairie Wind Insurance".into())));
+        assert_eq!(
+            f(&[(Agent, "Hi, this is Sam."), (Caller, "Morning Sam. Joris van Dijk, IT at Brouwer Installatietechniek. Since this morning")]).0,
+            Some("Joris van Dijk".into())
+        );
+        assert_eq!(
+            f(&[(Agent, "Hello."), (Caller, "Frank Kowalski. Kowalski and Sons Plumbing. And before you start")]),
+            (Some("Frank Kowalski".into()), Some("Kowalski and Sons Plumbing".into()))
+        );
+        assert_eq!(
+            f(&[(Agent, "Hello."), (Caller, "Hi, Walter Huang here. I run Prairie Wind Insurance, we're small.")]),
+            (Some("Walter Huang".into()), Some("Prairie Wind Insurance".into()))
+        );
     }
 }

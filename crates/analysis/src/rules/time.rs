@@ -223,11 +223,7 @@ fn parse_clocks(text: &str) -> Vec<Clock> {
         } else if let Some(h) = c.name("h3") {
             let h: i8 = h.as_str().parse().unwrap_or(99);
             let m: i8 = c.name("m3").and_then(|m| m.as_str().parse().ok()).unwrap_or(99);
-            if h > 23 || m > 59 {
-                None
-            } else {
-                Some(Clock { h, m, explicit: h == 0 || h > 12, start: g.0, end: g.1 })
-            }
+            if h > 23 || m > 59 { None } else { Some(Clock { h, m, explicit: h == 0 || h > 12, start: g.0, end: g.1 }) }
         } else if let Some(n) = c.name("noon") {
             let h = if n.as_str() == "midnight" { 0 } else { 12 };
             Some(Clock { h, m: 0, explicit: true, start: g.0, end: g.1 })
@@ -276,9 +272,66 @@ fn parse_clocks(text: &str) -> Vec<Clock> {
 }
 
 const NOT_TIME_UNIT: &[&str] = &[
-    "users", "user", "people", "requests", "request", "calls", "call", "percent", "%", "per", "times", "of", "rows", "records", "dollars", "euros", "pounds", "seconds", "secs", "minutes", "mins", "hours",
-    "days", "weeks", "months", "years", "ms", "milliseconds", "gb", "mb", "kb", "k", "agents", "seats", "customers", "items", "orders", "messages", "errors", "stores", "a", "an", "most", "least", "all",
-    "x", "or", "and", "cents", "bucks", "degrees", "miles", "km", "lines", "numbers", "tickets", "pages", "files", "staff", "employees",
+    "users",
+    "user",
+    "people",
+    "requests",
+    "request",
+    "calls",
+    "call",
+    "percent",
+    "%",
+    "per",
+    "times",
+    "of",
+    "rows",
+    "records",
+    "dollars",
+    "euros",
+    "pounds",
+    "seconds",
+    "secs",
+    "minutes",
+    "mins",
+    "hours",
+    "days",
+    "weeks",
+    "months",
+    "years",
+    "ms",
+    "milliseconds",
+    "gb",
+    "mb",
+    "kb",
+    "k",
+    "agents",
+    "seats",
+    "customers",
+    "items",
+    "orders",
+    "messages",
+    "errors",
+    "stores",
+    "a",
+    "an",
+    "most",
+    "least",
+    "all",
+    "x",
+    "or",
+    "and",
+    "cents",
+    "bucks",
+    "degrees",
+    "miles",
+    "km",
+    "lines",
+    "numbers",
+    "tickets",
+    "pages",
+    "files",
+    "staff",
+    "employees",
 ];
 
 fn to24(h: i8, m: i8, pm: Option<bool>) -> Option<(i8, i8)> {
@@ -341,7 +394,13 @@ fn parse_days(text: &str) -> Vec<Day> {
                 _ => None,
             }
         } else if let Some(d) = c.name("d3") {
-            d.as_str().parse::<i8>().ok().filter(|d| (1..=31).contains(d)).map(|d| Day { r: DayRef::Date(None, None, d), part: None, eod: false, start: g.0, end: g.1 })
+            d.as_str().parse::<i8>().ok().filter(|d| (1..=31).contains(d)).map(|d| Day {
+                r: DayRef::Date(None, None, d),
+                part: None,
+                eod: false,
+                start: g.0,
+                end: g.1,
+            })
         } else {
             None
         };
@@ -411,6 +470,7 @@ fn fmt(z: &jiff::Zoned) -> String {
 }
 
 /// Resolve the first time expression in `text` (a sentence of the normalised view).
+#[cfg(test)]
 pub fn resolve_in(text: &str, call_time: jiff::Timestamp, tz_name: &str, mode: Mode) -> Option<Resolved> {
     resolve_all(text, call_time, tz_name, mode).into_iter().next()
 }
@@ -500,7 +560,7 @@ pub fn resolve_all_with(text: &str, call_time: jiff::Timestamp, tz_name: &str, m
         // Pair with the nearest day part within 40 bytes.
         let mut best: Option<(usize, usize)> = None;
         for (i, d) in days.iter().enumerate() {
-            let dist = if d.end <= k.start { k.start - d.end } else if d.start >= k.end { d.start - k.end } else { 0 };
+            let dist = if d.end <= k.start { k.start - d.end } else { d.start.saturating_sub(k.end) };
             if dist <= pair && !used_days[i] && best.is_none_or(|(_, bd)| dist < bd) {
                 best = Some((i, dist));
             }
@@ -612,13 +672,6 @@ fn part_word_near(text: &str, end: usize) -> Option<DayPart> {
     } else {
         None
     }
-}
-
-/// Whether `text` names a time too vaguely to resolve ("a while ago", "recently").
-pub fn is_vague(text: &str) -> bool {
-    static VAGUE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\b(a while ago|a while back|recently|lately|at some point|some time ago|the other day|a few days ago|earlier|a bit ago)\b").expect("vague regex"));
-    VAGUE.is_match(text)
 }
 
 #[cfg(test)]

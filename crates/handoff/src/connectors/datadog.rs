@@ -113,12 +113,7 @@ impl Config {
 /// A tag as Datadog stores it: lowercase; characters other than letters, digits, `_ - : . /`
 /// become `_`; at most 200 characters.
 pub fn tag(s: &str) -> String {
-    s.trim()
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') { c } else { '_' })
-        .take(200)
-        .collect()
+    s.trim().to_lowercase().chars().map(|c| if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') { c } else { '_' }).take(200).collect()
 }
 
 /// The tag that finds a call's event.
@@ -201,7 +196,8 @@ pub fn monitor_query(p: &HandoffPayload) -> Option<String> {
 
 fn datadog_error(x: &Exchange, what: &str) -> DeliveryError {
     let mut e = x.error(what);
-    let errors = x.json().and_then(|v| v.get("errors").and_then(Value::as_array).cloned()).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "));
+    let errors =
+        x.json().and_then(|v| v.get("errors").and_then(Value::as_array).cloned()).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "));
     if let Some(m) = errors.filter(|m| !m.is_empty()) {
         e.message = format!("{what} answered {}: {}", x.status, excerpt(&m, 200));
     }
@@ -224,7 +220,10 @@ fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 fn id_of(v: &Value) -> Option<String> {
-    v.get("id_str").and_then(Value::as_str).map(str::to_owned).or_else(|| v.get("id").and_then(|i| i.as_str().map(str::to_owned).or_else(|| i.as_i64().map(|n| n.to_string()))))
+    v.get("id_str")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| v.get("id").and_then(|i| i.as_str().map(str::to_owned).or_else(|| i.as_i64().map(|n| n.to_string()))))
 }
 
 pub struct Datadog {
@@ -267,7 +266,9 @@ impl Datadog {
             return Err(DeliveryError::retry(format!("Datadog (event search) answered {} with a body that is not JSON", x.status)));
         };
         let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
-        Ok(events.into_iter().find(|e| e.get("tags").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(tag))))))
+        Ok(events
+            .into_iter()
+            .find(|e| e.get("tags").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(tag))))))
     }
 
     async fn create_event(&self, p: &HandoffPayload, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
@@ -326,7 +327,9 @@ impl Datadog {
 
     async fn search_monitors(&self, p: &HandoffPayload, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
         if self.config.app_key.is_none() {
-            return Err(DeliveryError::fatal("datadog: search_monitors needs app_key (an application key with monitors_read); add it to the integration's config"));
+            return Err(DeliveryError::fatal(
+                "datadog: search_monitors needs app_key (an application key with monitors_read); add it to the integration's config",
+            ));
         }
         let Some(query) = monitor_query(p) else {
             return Ok(Delivered {
@@ -365,7 +368,12 @@ impl Datadog {
             .unwrap_or_default();
         let mut search = reqwest::Url::parse(&format!("{app}/monitors/manage")).map_err(|e| DeliveryError::fatal(format!("datadog: bad site: {e}")))?;
         search.query_pairs_mut().append_pair("q", &query);
-        Ok(Delivered { external_id: None, external_url: Some(search.to_string()), evidence: json!({ "monitors": monitors, "query": query }), deduplicated: false })
+        Ok(Delivered {
+            external_id: None,
+            external_url: Some(search.to_string()),
+            evidence: json!({ "monitors": monitors, "query": query }),
+            deduplicated: false,
+        })
     }
 
     async fn run(&self, req: &HandoffRequest, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {

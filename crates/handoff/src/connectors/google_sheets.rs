@@ -171,7 +171,10 @@ fn google_error(x: &Exchange, what: &str) -> DeliveryError {
     match x.status {
         401 => {
             e.retryable = false;
-            e.message = format!("Google Sheets rejected the access token (401{}): refresh or replace access_token", detail.map(|d| format!(", {d}")).unwrap_or_default());
+            e.message = format!(
+                "Google Sheets rejected the access token (401{}): refresh or replace access_token",
+                detail.map(|d| format!(", {d}")).unwrap_or_default()
+            );
         }
         403 => {
             e.retryable = false;
@@ -225,14 +228,8 @@ impl GoogleSheets {
             return Err(DeliveryError::retry(format!("Google Sheets (read) answered {} with a body that is not JSON", x.status)));
         };
         let rows = v.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
-        let found = rows.iter().position(|r| {
-            let key = r.as_array().and_then(|r| r.first());
-            match key {
-                Some(Value::String(s)) => s.trim() == call_id,
-                Some(other) => other.to_string() == call_id,
-                None => false,
-            }
-        });
+        // Cells come back as formatted strings (valueRenderOption FORMATTED_VALUE).
+        let found = rows.iter().position(|r| r.as_array().and_then(|r| r.first()).and_then(Value::as_str).is_some_and(|s| s.trim() == call_id));
         Ok(found.map(|i| {
             let range = v.get("range").and_then(Value::as_str).and_then(parse_a1).map(|(sheet, col, row, end)| {
                 let n = row + i as u64;

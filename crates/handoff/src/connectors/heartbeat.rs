@@ -272,19 +272,22 @@ impl Heartbeat {
         upcoming.sort_by_key(|(t, _)| *t);
         let total = upcoming.len();
         let events: Vec<Value> = upcoming.into_iter().take(MAX_EVENTS).map(|(_, v)| v).collect();
-        Ok(Delivered { external_id: None, external_url: None, evidence: json!({ "group_id": group, "upcoming": total, "events": events }), deduplicated: false })
+        Ok(Delivered {
+            external_id: None,
+            external_url: None,
+            evidence: json!({ "group_id": group, "upcoming": total, "events": events }),
+            deduplicated: false,
+        })
     }
 
     async fn notify_owner(&self, p: &HandoffPayload, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
         let to_manager = option(p, "recipient").is_some_and(|r| r.eq_ignore_ascii_case("manager"));
-        let to = if to_manager {
-            self.config.manager_user_id.clone()
-        } else {
-            option(p, "owner_user_id").or_else(|| self.config.owner_user_id.clone())
-        };
+        let to = if to_manager { self.config.manager_user_id.clone() } else { option(p, "owner_user_id").or_else(|| self.config.owner_user_id.clone()) };
         let Some(to) = to.filter(|t| valid_id(t)) else {
             let field = if to_manager { "manager_user_id" } else { "owner_user_id" };
-            return Err(DeliveryError::fatal(format!("notify_owner: no one to message: set {field} in the Heartbeat integration (or options.owner_user_id in the rule)")));
+            return Err(DeliveryError::fatal(format!(
+                "notify_owner: no one to message: set {field} in the Heartbeat integration (or options.owner_user_id in the rule)"
+            )));
         };
         let marker = marker(p);
         let mut body = json!({ "to": to, "text": render_text(p, &marker) });
@@ -396,7 +399,8 @@ fn id_of(v: &Value) -> Option<String> {
 fn user_name(u: &Value) -> Option<String> {
     let name = u.get("name").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     name.map(str::to_owned).or_else(|| {
-        let parts: Vec<&str> = ["firstName", "lastName"].iter().filter_map(|k| u.get(*k).and_then(Value::as_str)).map(str::trim).filter(|s| !s.is_empty()).collect();
+        let parts: Vec<&str> =
+            ["firstName", "lastName"].iter().filter_map(|k| u.get(*k).and_then(Value::as_str)).map(str::trim).filter(|s| !s.is_empty()).collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     })
 }
@@ -415,7 +419,12 @@ fn parse_time(s: &str) -> Option<jiff::Timestamp> {
 }
 
 fn answer_unreadable(ex: &Exchange, what: &str) -> DeliveryError {
-    DeliveryError { retryable: false, retry_after: None, status: Some(ex.status), message: format!("Heartbeat answered {} but not with {what} we could read", ex.status) }
+    DeliveryError {
+        retryable: false,
+        retry_after: None,
+        status: Some(ex.status),
+        message: format!("Heartbeat answered {} but not with {what} we could read", ex.status),
+    }
 }
 
 fn classify(ex: &Exchange, doing: &str) -> DeliveryError {
@@ -616,7 +625,15 @@ fn phone_match(caller: &str, profile: &str) -> Option<bool> {
     let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
     let p = digits(profile);
     if is_masked(caller) || caller.contains(['x', 'X']) {
-        let tail: String = caller.chars().rev().take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '-').filter(char::is_ascii_digit).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = caller
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit() || *c == ' ' || *c == '-')
+            .filter(char::is_ascii_digit)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         return (tail.len() >= 4).then(|| p.ends_with(&tail));
     }
     let c = digits(caller);

@@ -289,7 +289,8 @@ impl Hubspot {
         if let Some(o) = &owner {
             properties["hubspot_owner_id"] = json!(o);
         }
-        let assoc = |id: &str, type_id: u32| json!({ "to": { "id": id }, "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }] });
+        let assoc =
+            |id: &str, type_id: u32| json!({ "to": { "id": id }, "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }] });
         let mut associations = vec![];
         if let Some(c) = &company {
             associations.push(assoc(c, NOTE_TO_COMPANY));

@@ -204,12 +204,20 @@ impl Jira {
             return Err(DeliveryError { status: Some(ex.status), ..DeliveryError::fatal("Jira issue search answered without JSON: check site/base_url") });
         };
         let Some(issues) = found["issues"].as_array() else {
-            return Err(DeliveryError { status: Some(ex.status), ..DeliveryError::fatal("Jira issue search answered without an issues list: check site/base_url") });
+            return Err(DeliveryError {
+                status: Some(ex.status),
+                ..DeliveryError::fatal("Jira issue search answered without an issues list: check site/base_url")
+            });
         };
         if let Some(hit) = issues.iter().find(|i| i["key"].as_str().is_some_and(|k| !k.is_empty())) {
             let key = hit["key"].as_str().unwrap_or_default();
             let status = hit["fields"]["status"]["name"].as_str();
-            return Ok(self.delivered(key, hit["id"].as_str(), true, json!({ "found_by": format!("labels = {label}"), "status": status, "matches": issues.len() })));
+            return Ok(self.delivered(
+                key,
+                hit["id"].as_str(),
+                true,
+                json!({ "found_by": format!("labels = {label}"), "status": status, "matches": issues.len() }),
+            ));
         }
 
         // 2. Create it.

@@ -43,7 +43,11 @@ pub struct Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config").field("app_id", &REDACTED).field("base_url", &self.base_url.as_deref().map(redact_url)).field("version", &self.version).finish()
+        f.debug_struct("Config")
+            .field("app_id", &REDACTED)
+            .field("base_url", &self.base_url.as_deref().map(redact_url))
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -103,11 +107,16 @@ impl OpengraphIo {
                 )));
             }
         };
-        let target = first_web_url(&req.payload.urls).ok_or_else(|| {
-            DeliveryError::fatal(format!("{}: no URL the caller mentioned (payload.urls holds no http or https URL to look at)", req.action))
-        })?;
-        let mut url =
-            format!("{}/api/{}/{}/{}?app_id={}", self.config.base(), self.config.version(), service, encode_component(&target), encode_component(self.config.app_id.trim()));
+        let target = first_web_url(&req.payload.urls)
+            .ok_or_else(|| DeliveryError::fatal(format!("{}: no URL the caller mentioned (payload.urls holds no http or https URL to look at)", req.action)))?;
+        let mut url = format!(
+            "{}/api/{}/{}/{}?app_id={}",
+            self.config.base(),
+            self.config.version(),
+            service,
+            encode_component(&target),
+            encode_component(self.config.app_id.trim())
+        );
         for (k, v) in pass_through_options(req, service) {
             url.push('&');
             url.push_str(&encode_component(&k));
@@ -192,11 +201,14 @@ impl Connector for OpengraphIo {
 
 /// The first http(s) URL the caller mentioned.
 fn first_web_url(urls: &[String]) -> Option<String> {
-    urls.iter().map(|u| u.trim()).find(|u| {
-        let lower = u.to_ascii_lowercase();
-        let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
-        matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
-    }).map(str::to_owned)
+    urls.iter()
+        .map(|u| u.trim())
+        .find(|u| {
+            let lower = u.to_ascii_lowercase();
+            let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+            matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+        })
+        .map(str::to_owned)
 }
 
 /// Options a rule may set for the call (version-neutral names only).
@@ -287,7 +299,12 @@ fn classify(ex: &Exchange) -> DeliveryError {
 
 fn screenshot(ex: &Exchange, json: Option<Value>) -> Result<Delivered, DeliveryError> {
     let j = json.unwrap_or(Value::Null);
-    let url = j.get("screenshotUrl").or_else(|| j.get("screenshot_url")).and_then(Value::as_str).map(str::trim).filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let url = j
+        .get("screenshotUrl")
+        .or_else(|| j.get("screenshot_url"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
     match url {
         Some(u) => Ok(Delivered { external_id: None, external_url: Some(u.to_owned()), evidence: json!({ "screenshot_url": u }), deduplicated: false }),
         None => {

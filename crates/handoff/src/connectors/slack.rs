@@ -124,8 +124,16 @@ impl Config {
 
 enum Mode {
     /// Where to post, and how to show it.
-    Webhook { url: String, shown: String, secret_path: String },
-    Bot { endpoint: String, token: String, channel: String },
+    Webhook {
+        url: String,
+        shown: String,
+        secret_path: String,
+    },
+    Bot {
+        endpoint: String,
+        token: String,
+        channel: String,
+    },
 }
 
 pub struct Slack {
@@ -267,10 +275,17 @@ fn api_error(code: &str, channel: &str, ex: &Exchange) -> DeliveryError {
     let channel: String = channel.chars().take(80).collect();
     match code.as_str() {
         "ratelimited" | "rate_limited" => retry(format!("Slack rate-limited chat.postMessage ({code}): retry later")),
-        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => retry(format!("Slack chat.postMessage failed on Slack's side ({code}): will retry")),
-        "not_authed" | "invalid_auth" | "account_inactive" | "token_revoked" | "token_expired" | "no_permission" | "not_allowed_token_type" | "ekm_access_denied" => {
-            fatal(format!("Slack rejected the bot token ({code}): check bot_token"))
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            retry(format!("Slack chat.postMessage failed on Slack's side ({code}): will retry"))
         }
+        "not_authed"
+        | "invalid_auth"
+        | "account_inactive"
+        | "token_revoked"
+        | "token_expired"
+        | "no_permission"
+        | "not_allowed_token_type"
+        | "ekm_access_denied" => fatal(format!("Slack rejected the bot token ({code}): check bot_token")),
         "missing_scope" => fatal(format!("Slack bot token lacks a scope ({code}): add chat:write to the app")),
         "channel_not_found" => fatal(format!("Slack channel {channel} not found ({code}): check channel, and invite the bot to private channels")),
         "not_in_channel" => fatal(format!("the Slack bot is not in channel {channel} ({code}): invite it (/invite @bot)")),
@@ -343,7 +358,8 @@ fn urgency_badge(urgency: &str) -> &'static str {
 
 fn caller_line(p: &HandoffPayload) -> String {
     let c = &p.caller;
-    let parts: Vec<String> = [&c.name, &c.email, &c.phone, &c.customer, &c.account].into_iter().flatten().map(|s| s.trim()).filter(|s| !s.is_empty()).map(esc).collect();
+    let parts: Vec<String> =
+        [&c.name, &c.email, &c.phone, &c.customer, &c.account].into_iter().flatten().map(|s| s.trim()).filter(|s| !s.is_empty()).map(esc).collect();
     if parts.is_empty() { "unknown caller".to_owned() } else { parts.join(" · ") }
 }
 

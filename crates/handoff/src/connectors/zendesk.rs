@@ -191,7 +191,10 @@ impl Zendesk {
         }
         let v = ex.json().unwrap_or(Value::Null);
         let Some(list) = v["tickets"].as_array().or_else(|| v["results"].as_array()) else {
-            return Err(DeliveryError { status: Some(ex.status), ..DeliveryError::fatal("Zendesk ticket lookup answered without a tickets list: check subdomain/site/base_url") });
+            return Err(DeliveryError {
+                status: Some(ex.status),
+                ..DeliveryError::fatal("Zendesk ticket lookup answered without a tickets list: check subdomain/site/base_url")
+            });
         };
         // `external_id` is not unique and a server that ignored the filter must not make us skip: check it.
         let mut ours: Vec<&Value> = list.iter().filter(|t| t["external_id"].as_str() == Some(call_id) && t["status"].as_str() != Some("deleted")).collect();
@@ -232,7 +235,9 @@ impl Zendesk {
             }
             return Err(DeliveryError {
                 status: Some(400),
-                ..DeliveryError::fatal("Zendesk create ticket: the idempotency key was already used with a different ticket body, and no ticket of this call was found")
+                ..DeliveryError::fatal(
+                    "Zendesk create ticket: the idempotency key was already used with a different ticket body, and no ticket of this call was found",
+                )
             });
         }
         let mut e = self.error(&ex, "Zendesk create ticket");
@@ -464,7 +469,13 @@ mod tests {
 
     #[test]
     fn agent_url_uses_the_site() {
-        let c = Config { subdomain: Some("acme".into()), site: None, email: "a@b.c".into(), api_token: "t".into(), base_url: Some("http://127.0.0.1:9/api/v2/".into()) };
+        let c = Config {
+            subdomain: Some("acme".into()),
+            site: None,
+            email: "a@b.c".into(),
+            api_token: "t".into(),
+            base_url: Some("http://127.0.0.1:9/api/v2/".into()),
+        };
         let z = Zendesk::new(c, reqwest::Client::new());
         assert_eq!(z.site, "https://acme.zendesk.com");
         assert_eq!(z.api, "http://127.0.0.1:9/api/v2");

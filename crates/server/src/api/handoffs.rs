@@ -138,7 +138,7 @@ pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> A
 #[utoipa::path(post, path = "/v1/handoffs/{handoff_id}/retry", tag = "handoffs", responses((status = 202, body = HandoffOut), (status = 404), (status = 409, description = "handoff_not_retryable")))]
 pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<HandoffOut>)> {
     let h = load(&state, &id).await?;
-    let work = crate::handoffs::resend_work(&state, &h);
+    let work = crate::handoffs::resend_work(&state, &h, false);
     let h = state.store.requeue_handoff(&h.handoff_id, &["failed", "dead", "retrying"], &work, "retry requested through the API", jiff::Timestamp::now()).await.map_err(|e| match e {
         StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "handoff_not_retryable", format!("{why}: only failed, dead or retrying handoffs can be retried")),
         other => other.into(),
@@ -203,7 +203,7 @@ async fn decide(state: &AppState, id: &str, approve: bool, note: Option<String>,
     let items = state.store.list_reviews(None, None, 10_000).await?;
     let item = items.into_iter().find(|r| r.review_id == id).ok_or_else(|| ApiError::not_found("review item"))?;
     let work = match (&item.handoff_id, approve) {
-        (Some(h), true) => Some(crate::handoffs::resend_work(state, &load(state, h).await?)),
+        (Some(h), true) => Some(crate::handoffs::resend_work(state, &load(state, h).await?, true)),
         _ => None,
     };
     let r = state.store.decide_review(id, approve, note.as_deref(), &caller.key_id, work.as_ref(), jiff::Timestamp::now()).await.map_err(|e| match e {

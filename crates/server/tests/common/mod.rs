@@ -34,3 +34,21 @@ pub fn setup_question() -> Value {
 pub fn hangs_up_early() -> Value {
     json!(["Bob"])
 }
+
+/// A flow agent that says exactly `agent` lines, one per turn, waiting for the caller after
+/// each but the last (an `end`): the transcript alternates agent and caller lines as given.
+pub fn scripted_agent(agent: &[&str]) -> Value {
+    let n = agent.len();
+    let nodes: Vec<Value> = agent
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            if i + 1 == n {
+                json!({ "id": format!("a{i}"), "type": "end", "text": text })
+            } else {
+                json!({ "id": format!("a{i}"), "type": "ask", "text": text, "next": format!("a{}", i + 1) })
+            }
+        })
+        .collect();
+    json!({ "kind": "flow", "max_turns": 100, "flow": { "start": "a0", "nodes": nodes } })
+}

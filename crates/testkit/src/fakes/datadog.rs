@@ -75,7 +75,14 @@ fn norm_tag(t: &str) -> String {
 impl FakeDatadog {
     pub async fn start() -> Self {
         let control = Control::default();
-        let inner = Arc::new(Mutex::new(Inner { api_key: API_KEY.into(), app_key: APP_KEY.into(), events: vec![], monitors: vec![], next_id: 7_340_000_000_000_000_001, truncate: false }));
+        let inner = Arc::new(Mutex::new(Inner {
+            api_key: API_KEY.into(),
+            app_key: APP_KEY.into(),
+            events: vec![],
+            monitors: vec![],
+            next_id: 7_340_000_000_000_000_001,
+            truncate: false,
+        }));
         let mut fake = FakeDatadog { base_url: String::new(), control: control.clone(), api_key: API_KEY.into(), app_key: APP_KEY.into(), inner };
         let router = Router::new()
             .route("/api/v1/events", get(list_events).post(post_event))
@@ -202,7 +209,10 @@ async fn list_events(State(fake): State<FakeDatadog>, Query(q): Query<BTreeMap<S
         .events
         .iter()
         .filter(|e| e.get("date_happened").and_then(Value::as_i64).is_some_and(|d| d >= start && d <= end))
-        .filter(|e| wanted.is_empty() || e.get("tags").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| wanted.iter().any(|w| w == t)))))
+        .filter(|e| {
+            wanted.is_empty()
+                || e.get("tags").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| wanted.iter().any(|w| w == t))))
+        })
         .cloned()
         .collect();
     json_response(200, json!({ "events": events, "status": "ok" }))
@@ -261,13 +271,15 @@ async fn search_monitors(State(fake): State<FakeDatadog>, Query(q): Query<BTreeM
     let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30).clamp(1, 1000);
     let toks = tokens(&query);
     let any = toks.iter().any(|t| t == "OR");
-    let (filters, terms): (Vec<&String>, Vec<&String>) = toks.iter().filter(|t| !matches!(t.as_str(), "OR" | "AND")).partition(|t| t.starts_with("status:") || t.starts_with("tag:"));
+    let (filters, terms): (Vec<&String>, Vec<&String>) =
+        toks.iter().filter(|t| !matches!(t.as_str(), "OR" | "AND")).partition(|t| t.starts_with("status:") || t.starts_with("tag:"));
     let hits: Vec<&Value> = st
         .monitors
         .iter()
         .filter(|m| {
             let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_lowercase();
-            let tags: Vec<String> = m.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_lowercase).collect()).unwrap_or_default();
+            let tags: Vec<String> =
+                m.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_lowercase).collect()).unwrap_or_default();
             let status = m.get("status").and_then(Value::as_str).unwrap_or("").to_lowercase();
             let filters_ok = filters.iter().all(|f| match f.split_once(':') {
                 Some(("status", s)) => status == s.to_lowercase(),

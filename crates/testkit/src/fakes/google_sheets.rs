@@ -142,7 +142,8 @@ impl Inner {
 impl FakeSheets {
     pub async fn start() -> Self {
         let control = Control::default();
-        let inner = Arc::new(Mutex::new(Inner { token: TOKEN.into(), spreadsheet_id: SPREADSHEET_ID.into(), sheets: vec![(SHEET.into(), vec![])], deny: false }));
+        let inner =
+            Arc::new(Mutex::new(Inner { token: TOKEN.into(), spreadsheet_id: SPREADSHEET_ID.into(), sheets: vec![(SHEET.into(), vec![])], deny: false }));
         let mut fake = FakeSheets { base_url: String::new(), control: control.clone(), token: TOKEN.into(), spreadsheet_id: SPREADSHEET_ID.into(), inner };
         let router = Router::new().route("/v4/spreadsheets/{id}/values/{range}", get(get_values).post(append)).with_state(fake.clone());
         fake.base_url = serve(router, control, error_body).await;
@@ -196,7 +197,12 @@ fn check(st: &Inner, headers: &HeaderMap, id: &str) -> Option<Response> {
     None
 }
 
-async fn get_values(State(fake): State<FakeSheets>, Path((id, range)): Path<(String, String)>, Query(q): Query<BTreeMap<String, String>>, headers: HeaderMap) -> Response {
+async fn get_values(
+    State(fake): State<FakeSheets>,
+    Path((id, range)): Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let st = fake.lock();
     if let Some(r) = check(&st, &headers, &id) {
         return r;
@@ -231,7 +237,13 @@ async fn get_values(State(fake): State<FakeSheets>, Path((id, range)): Path<(Str
     json_response(200, body)
 }
 
-async fn append(State(fake): State<FakeSheets>, Path((id, range)): Path<(String, String)>, Query(q): Query<BTreeMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn append(
+    State(fake): State<FakeSheets>,
+    Path((id, range)): Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(range) = range.strip_suffix(":append") else {
         return json_response(404, json!({ "error": { "code": 404, "message": "Method not found.", "status": "NOT_FOUND" } }));
     };
@@ -242,7 +254,13 @@ async fn append(State(fake): State<FakeSheets>, Path((id, range)): Path<(String,
     match q.get("valueInputOption").map(String::as_str) {
         None => return google_error(400, "INVALID_ARGUMENT", "'valueInputOption' is required but not specified"),
         Some("RAW" | "USER_ENTERED") => {}
-        Some(other) => return google_error(400, "INVALID_ARGUMENT", &format!("Invalid value at 'value_input_option' (type.googleapis.com/google.apps.sheets.v4.ValueInputOption), \"{other}\"")),
+        Some(other) => {
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                &format!("Invalid value at 'value_input_option' (type.googleapis.com/google.apps.sheets.v4.ValueInputOption), \"{other}\""),
+            );
+        }
     }
     if let Some(o) = q.get("insertDataOption")
         && o != "INSERT_ROWS"

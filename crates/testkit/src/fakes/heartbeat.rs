@@ -335,28 +335,25 @@ async fn get_event(State(inner): State<Shared>, Path(id): Path<String>) -> Respo
     }
 }
 
-fn body_json(body: &str) -> Result<serde_json::Map<String, Value>, Response> {
+fn body_json(body: &str) -> Result<serde_json::Map<String, Value>, String> {
     match serde_json::from_str::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
-        _ => Err(hb_error(400, "ValidationError: the body must be a JSON object")),
+        _ => Err("ValidationError: the body must be a JSON object".into()),
     }
 }
 
-fn required_str(o: &serde_json::Map<String, Value>, field: &str) -> Result<String, Response> {
+fn required_str(o: &serde_json::Map<String, Value>, field: &str) -> Result<String, String> {
     match o.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        _ => Err(hb_error(400, &format!("ValidationError: \"{field}\" is required"))),
+        _ => Err(format!("ValidationError: \"{field}\" is required")),
     }
 }
 
 async fn put_dm(State(inner): State<Shared>, body: String) -> Response {
-    let o = match body_json(&body) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let (to, text) = match (required_str(&o, "to"), required_str(&o, "text")) {
-        (Ok(to), Ok(text)) => (to, text),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let parsed = body_json(&body).and_then(|o| Ok((required_str(&o, "to")?, required_str(&o, "text")?, o)));
+    let (to, text, o) = match parsed {
+        Ok(v) => v,
+        Err(m) => return hb_error(400, &m),
     };
     let mut st = lock(&inner);
     if st.known_recipients_only && !st.users.iter().any(|u| u["id"] == to.as_str()) {
@@ -368,18 +365,14 @@ async fn put_dm(State(inner): State<Shared>, body: String) -> Response {
 }
 
 async fn put_message(State(inner): State<Shared>, Path(channel): Path<String>, body: String) -> Response {
-    let o = match body_json(&body) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let text = match required_str(&o, "text") {
-        Ok(t) => t,
-        Err(r) => return r,
+    let (text, o) = match body_json(&body).and_then(|o| Ok((required_str(&o, "text")?, o))) {
+        Ok(v) => v,
+        Err(m) => return hb_error(400, &m),
     };
     let mut st = lock(&inner);
     let from = match required_str(&o, "from") {
         Ok(f) => Some(f),
-        Err(r) if st.require_chat_from => return r,
+        Err(m) if st.require_chat_from => return hb_error(400, &m),
         Err(_) => None,
     };
     let created_at = o.get("createdAt").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now);
@@ -390,6 +383,7 @@ async fn put_message(State(inner): State<Shared>, Path(channel): Path<String>, b
 async fn list_messages(State(inner): State<Shared>, Path(channel): Path<String>) -> Response {
     let st = lock(&inner);
     let all: Vec<&ChannelMessage> = st.messages.iter().rev().filter(|m| m.channel_id == channel).collect();
-    let data: Vec<Value> = all.iter().take(PAGE).map(|m| json!({ "id": m.id, "text": m.text, "from": m.from, "createdAt": m.created_at, "channelID": m.channel_id })).collect();
+    let data: Vec<Value> =
+        all.iter().take(PAGE).map(|m| json!({ "id": m.id, "text": m.text, "from": m.from, "createdAt": m.created_at, "channelID": m.channel_id })).collect();
     json_response(200, json!({ "data": data, "hasMore": all.len() > PAGE }))
 }

@@ -80,7 +80,11 @@ fn error_body(code: u16) -> Response {
             "INVALID_AUTHENTICATION",
             "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
         ),
-        403 => hs_error(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes."),
+        403 => hs_error(
+            403,
+            "MISSING_SCOPES",
+            "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+        ),
         404 => hs_error(404, "OBJECT_NOT_FOUND", "resource not found"),
         429 => json_response(
             429,

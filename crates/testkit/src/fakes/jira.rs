@@ -437,7 +437,9 @@ async fn retired_search(State(state): State<Shared>, headers: HeaderMap) -> Resp
     }
     errors(
         410,
-        &["The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"],
+        &[
+            "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046",
+        ],
         json!({}),
     )
 }
@@ -447,11 +449,7 @@ type Clause = (String, Vec<String>);
 
 fn parse_value(s: &str) -> String {
     let s = s.trim();
-    if let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        inner.replace("\\\"", "\"").replace("\\\\", "\\")
-    } else {
-        s.to_owned()
-    }
+    if let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) { inner.replace("\\\"", "\"").replace("\\\\", "\\") } else { s.to_owned() }
 }
 
 /// A small JQL: `a = "x" AND b in (y, z) ORDER BY …`.

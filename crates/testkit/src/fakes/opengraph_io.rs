@@ -214,7 +214,19 @@ fn well_encoded(raw: &str) -> bool {
 }
 
 fn validate_params(version: &str, service: &str, params: &BTreeMap<String, String>, presets: Presets) -> Result<(), String> {
-    let bool_params = ["cache_ok", "full_render", "use_proxy", "use_premium", "use_superior", "auto_proxy", "retry", "full_page", "dark_mode", "block_cookie_banner", "use_ai"];
+    let bool_params = [
+        "cache_ok",
+        "full_render",
+        "use_proxy",
+        "use_premium",
+        "use_superior",
+        "auto_proxy",
+        "retry",
+        "full_page",
+        "dark_mode",
+        "block_cookie_banner",
+        "use_ai",
+    ];
     for k in bool_params {
         if let Some(v) = params.get(k)
             && v != "true"

@@ -154,9 +154,9 @@ fn blocks_valid(blocks: &Value) -> bool {
             Some("header") => b["text"]["type"] == "plain_text" && text_len(&b["text"]).is_some_and(|n| (1..=150).contains(&n)),
             Some("section") => {
                 let text_ok = b.get("text").is_none_or(|t| text_len(t).is_some_and(|n| (1..=3000).contains(&n)));
-                let fields_ok = b.get("fields").is_none_or(|f| {
-                    f.as_array().is_some_and(|f| f.len() <= 10 && f.iter().all(|x| text_len(x).is_some_and(|n| (1..=2000).contains(&n))))
-                });
+                let fields_ok = b
+                    .get("fields")
+                    .is_none_or(|f| f.as_array().is_some_and(|f| f.len() <= 10 && f.iter().all(|x| text_len(x).is_some_and(|n| (1..=2000).contains(&n)))));
                 text_ok && fields_ok && (b.get("text").is_some() || b.get("fields").is_some())
             }
             Some("context") => b["elements"].as_array().is_some_and(|e| !e.is_empty() && e.len() <= 10),
@@ -348,7 +348,14 @@ async fn post_message(State(state): State<Shared>, headers: HeaderMap, body: Str
     let ts = next_ts(&mut st);
     let text = parsed["text"].as_str().unwrap_or_default().to_owned();
     let blocks = parsed.get("blocks").cloned().unwrap_or(Value::Null);
-    st.messages.push(SlackMessage { via: "chat.postMessage".into(), channel: channel.id.clone(), text: text.clone(), blocks: blocks.clone(), ts: ts.clone(), body: parsed });
+    st.messages.push(SlackMessage {
+        via: "chat.postMessage".into(),
+        channel: channel.id.clone(),
+        text: text.clone(),
+        blocks: blocks.clone(),
+        ts: ts.clone(),
+        body: parsed,
+    });
     json_response(
         200,
         json!({

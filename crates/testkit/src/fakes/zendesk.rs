@@ -439,7 +439,8 @@ async fn list_tickets(State(state): State<Shared>, headers: HeaderMap, RawQuery(
     }
     let params = query_params(&query);
     let external_id = params.iter().find(|(k, _)| k == "external_id").map(|(_, v)| v.clone());
-    let list: Vec<Value> = st.tickets.iter().filter(|t| external_id.as_ref().is_none_or(|e| t.external_id.as_ref() == Some(e))).map(|t| ticket_json(&st.base_url, t)).collect();
+    let list: Vec<Value> =
+        st.tickets.iter().filter(|t| external_id.as_ref().is_none_or(|e| t.external_id.as_ref() == Some(e))).map(|t| ticket_json(&st.base_url, t)).collect();
     json_response(200, json!({ "tickets": list, "next_page": null, "previous_page": null, "count": list.len() }))
 }
 
