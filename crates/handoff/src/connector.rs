@@ -129,9 +129,31 @@ pub async fn send(req: reqwest::RequestBuilder, shown: String) -> Result<Exchang
         Ok(resp) => {
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.text().await.unwrap_or_default();
-            let log = AttemptLog { request: shown, status: Some(status), latency_ms: started.elapsed().as_millis() as u64, response_excerpt: Some(excerpt(&body, 500)), error: None };
-            Ok(Exchange { status, headers, body, log })
+            match resp.text().await {
+                Ok(body) => {
+                    let log = AttemptLog {
+                        request: shown,
+                        status: Some(status),
+                        latency_ms: started.elapsed().as_millis() as u64,
+                        response_excerpt: Some(excerpt(&body, 500)),
+                        error: None,
+                    };
+                    Ok(Exchange { status, headers, body, log })
+                }
+                Err(_) => {
+                    // The answer broke off: the outcome is unknown, so retry (the connectors
+                    // search or send an idempotency key before creating again).
+                    let message = format!("the answer ({status}) broke off before it was complete");
+                    let log = AttemptLog {
+                        request: shown,
+                        status: Some(status),
+                        latency_ms: started.elapsed().as_millis() as u64,
+                        response_excerpt: None,
+                        error: Some(message.clone()),
+                    };
+                    Err((DeliveryError::retry(message), log))
+                }
+            }
         }
         Err(e) => {
             let what = if e.is_timeout() {
@@ -144,7 +166,13 @@ pub async fn send(req: reqwest::RequestBuilder, shown: String) -> Result<Exchang
                 "failed (connection reset or protocol error)"
             };
             let message = format!("the request {what}");
-            let log = AttemptLog { request: shown, status: None, latency_ms: started.elapsed().as_millis() as u64, response_excerpt: None, error: Some(message.clone()) };
+            let log = AttemptLog {
+                request: shown,
+                status: None,
+                latency_ms: started.elapsed().as_millis() as u64,
+                response_excerpt: None,
+                error: Some(message.clone()),
+            };
             Err((DeliveryError::retry(message), log))
         }
     }

@@ -20,7 +20,8 @@ pub enum IntegrationKind {
 }
 
 impl IntegrationKind {
-    pub const ALL: [IntegrationKind; 9] = [Self::OpengraphIo, Self::Heartbeat, Self::Slack, Self::Jira, Self::Zendesk, Self::GoogleSheets, Self::Hubspot, Self::Datadog, Self::Webhook];
+    pub const ALL: [IntegrationKind; 9] =
+        [Self::OpengraphIo, Self::Heartbeat, Self::Slack, Self::Jira, Self::Zendesk, Self::GoogleSheets, Self::Hubspot, Self::Datadog, Self::Webhook];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -13,6 +13,6 @@ pub mod payload;
 pub mod policy;
 pub mod rules;
 
-pub use connector::{AttemptLog, Connector, DeliveryError, Delivered, HandoffRequest};
+pub use connector::{AttemptLog, Connector, Delivered, DeliveryError, HandoffRequest};
 pub use kind::IntegrationKind;
 pub use payload::HandoffPayload;

@@ -193,7 +193,11 @@ fn title(a: &Analysis) -> String {
         Some(s) => format!("{}{} ({})", cat[..1].to_uppercase(), &cat[1..], s.as_str()),
         None => format!("{}{}", cat[..1].to_uppercase(), &cat[1..]),
     };
-    let what: Vec<String> = ["product_area", "error_message", "endpoint", "region", "request_category", "related_object_id"].iter().filter_map(|f| field_str(a, f)).take(3).collect();
+    let what: Vec<String> = ["product_area", "error_message", "endpoint", "region", "request_category", "related_object_id"]
+        .iter()
+        .filter_map(|f| field_str(a, f))
+        .take(3)
+        .collect();
     if !what.is_empty() {
         t.push_str(": ");
         t.push_str(&what.join(", "));
@@ -212,7 +216,11 @@ fn redact_value(v: &Value) -> Value {
     match v {
         Value::String(s) => {
             let digits = s.chars().filter(char::is_ascii_digit).count();
-            if digits >= 9 && s.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') && !s.starts_with('+') { Value::String("[redacted]".into()) } else { v.clone() }
+            if digits >= 9 && s.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') && !s.starts_with('+') {
+                Value::String("[redacted]".into())
+            } else {
+                v.clone()
+            }
         }
         other => other.clone(),
     }
@@ -220,7 +228,8 @@ fn redact_value(v: &Value) -> Value {
 
 /// The handoff content for one rule.
 pub fn payload(a: &Analysis, call: &CallContext, rule: &Rule, reason: &str) -> HandoffPayload {
-    let fields: BTreeMap<String, Value> = a.fields.iter().filter(|(k, _)| k.as_str() != "sensitive_data").map(|(k, f)| (k.clone(), redact_value(&f.value))).collect();
+    let fields: BTreeMap<String, Value> =
+        a.fields.iter().filter(|(k, _)| k.as_str() != "sensitive_data").map(|(k, f)| (k.clone(), redact_value(&f.value))).collect();
     let mut tags = vec![format!("call-{}", call.call_id), "dialnexa".to_owned(), a.category.as_str().to_owned()];
     if let Some(s) = a.severity {
         tags.push(s.as_str().to_owned());
@@ -269,7 +278,9 @@ fn hold(kind: IntegrationKind, action: &str, a: &Analysis, sig: &BTreeSet<Signal
     }
     // Alerts and tracking threads inside the team go out at once; records, tasks and
     // messages that reach or commit to the customer wait for a person in these cases.
-    let alert = matches!(kind, IntegrationKind::Slack | IntegrationKind::Datadog) || (kind, action) == (IntegrationKind::Heartbeat, "post_thread") || is_enrichment(kind, action);
+    let alert = matches!(kind, IntegrationKind::Slack | IntegrationKind::Datadog)
+        || (kind, action) == (IntegrationKind::Heartbeat, "post_thread")
+        || is_enrichment(kind, action);
     if alert {
         return None;
     }
@@ -280,7 +291,13 @@ fn hold(kind: IntegrationKind, action: &str, a: &Analysis, sig: &BTreeSet<Signal
     let request_category = a.fields.get("request_category").and_then(|f| f.value.as_str()).unwrap_or("");
     let approval = a.fields.get("approval_required").and_then(|f| f.value.as_bool()).unwrap_or(false);
     if a.category == Category::OperationalRequest && (money.contains(&request_category) || approval || sig.contains(&SignalName::CancellationLanguage)) {
-        return Some(("changes_money_access_legal_or_commitment", format!("the request changes money, access, legal terms or a commitment ({})", if request_category.is_empty() { "approval required" } else { request_category })));
+        return Some((
+            "changes_money_access_legal_or_commitment",
+            format!(
+                "the request changes money, access, legal terms or a commitment ({})",
+                if request_category.is_empty() { "approval required" } else { request_category }
+            ),
+        ));
     }
     if sig.contains(&SignalName::HighValueCustomer) && matches!(kind, IntegrationKind::Zendesk | IntegrationKind::Hubspot | IntegrationKind::Heartbeat) {
         return Some(("high_value_customer", "a high-value customer: a person approves what is created for them".into()));
@@ -314,13 +331,22 @@ pub fn plan(a: &Analysis, call: &CallContext, integrations: &[IntegrationView]) 
                         Some((_, why)) => format!("held for review: {why} ({reason})"),
                         None => reason,
                     };
+                    // One handoff per action: it addresses the owner of every rule that matched.
+                    let mut p = payload(a, call, rule, &reason);
+                    let mut owners: Vec<&str> = vec![];
+                    for r in &matched {
+                        if !owners.contains(&r.mapping.owner.as_str()) {
+                            owners.push(&r.mapping.owner);
+                        }
+                    }
+                    p.owner = Some(owners.join(", "));
                     out.push(Decision {
                         integration_id: integ.integration_id.clone(),
                         kind: integ.kind,
                         action: action.to_owned(),
                         rule_name: Some(rule.name.clone()),
                         status,
-                        payload: payload(a, call, rule, &reason),
+                        payload: p,
                         reason,
                         review,
                         phase,

@@ -204,7 +204,10 @@ pub fn recommended(kind: IntegrationKind) -> Vec<Rule> {
             ),
             rule(
                 "Alert the owner of an operational request, callback or promise",
-                Conditions { any_signal: vec![SignalName::Callback, SignalName::Promise, SignalName::SlaRisk, SignalName::Blocked, SignalName::UrgentDeadline], ..c() },
+                Conditions {
+                    any_signal: vec![SignalName::Callback, SignalName::Promise, SignalName::SlaRisk, SignalName::Blocked, SignalName::UrgentDeadline],
+                    ..c()
+                },
                 "notify_owner",
                 mapping("Heartbeat direct message", "request owner", "open", "from_analysis", "act on the request and update the caller"),
                 "no callback, promise, blocker, deadline or SLA risk needs an owner",
@@ -234,14 +237,21 @@ pub fn recommended(kind: IntegrationKind) -> Vec<Rule> {
             ),
             rule(
                 "Escalation owner: angry or at-risk customer",
-                Conditions { any_signal: vec![SignalName::CancellationLanguage, SignalName::RepeatContact], sentiment: vec![Sentiment::Angry, Sentiment::Negative], ..c() },
+                Conditions {
+                    any_signal: vec![SignalName::CancellationLanguage, SignalName::RepeatContact],
+                    sentiment: vec![Sentiment::Angry, Sentiment::Negative],
+                    ..c()
+                },
                 "post_message",
                 mapping("#escalations message", "escalation owner", "escalated", "high", "call the customer back within the SLA"),
                 "the caller was not angry or at risk of leaving",
             ),
             rule(
                 "Manager notice",
-                Conditions { any_signal: vec![SignalName::HighValueCustomer, SignalName::Blocked, SignalName::UrgentDeadline, SignalName::RepeatContact], ..c() },
+                Conditions {
+                    any_signal: vec![SignalName::HighValueCustomer, SignalName::Blocked, SignalName::UrgentDeadline, SignalName::RepeatContact],
+                    ..c()
+                },
                 "post_message",
                 mapping("#managers message", "support manager", "notified", "high", "review the account and unblock the work"),
                 "no VIP customer, blocked work, urgent deadline or repeated issue",
@@ -270,7 +280,11 @@ pub fn recommended(kind: IntegrationKind) -> Vec<Rule> {
         )],
         IntegrationKind::Hubspot => vec![rule(
             "Note on the affected account",
-            Conditions { category: vec![Incident, Bug, OperationalRequest], fields: BTreeMap::from([("customer".to_owned(), Value::String("present".into()))]), ..c() },
+            Conditions {
+                category: vec![Incident, Bug, OperationalRequest],
+                fields: BTreeMap::from([("customer".to_owned(), Value::String("present".into()))]),
+                ..c()
+            },
             "create_note",
             mapping("HubSpot note", "account owner", "logged", "from_analysis", "check in with the account"),
             "no affected account to note (not an incident, bug or request, or no customer named)",
@@ -303,5 +317,8 @@ pub fn recommended(kind: IntegrationKind) -> Vec<Rule> {
 
 /// Actions that gather evidence for the others: they run first.
 pub fn is_enrichment(kind: IntegrationKind, action: &str) -> bool {
-    matches!((kind, action), (IntegrationKind::OpengraphIo, _) | (IntegrationKind::Heartbeat, "retrieve_user" | "get_events") | (IntegrationKind::Datadog, "search_monitors"))
+    matches!(
+        (kind, action),
+        (IntegrationKind::OpengraphIo, _) | (IntegrationKind::Heartbeat, "retrieve_user" | "get_events") | (IntegrationKind::Datadog, "search_monitors")
+    )
 }

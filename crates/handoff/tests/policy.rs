@@ -30,7 +30,13 @@ fn analysis(category: Category, severity: Option<Severity>, fields: &[(&str, Val
         cancellation_language: Signal::default(),
         sla_risk: Signal::default(),
         sensitive: SensitiveData::default(),
-        redacted_transcript: vec![TranscriptTurn { index: 1, role: Role::Caller, text: "see https://status.acme.example/incidents/42 please".into(), start_ms: 0, end_ms: 1 }],
+        redacted_transcript: vec![TranscriptTurn {
+            index: 1,
+            role: Role::Caller,
+            text: "see https://status.acme.example/incidents/42 please".into(),
+            start_ms: 0,
+            end_ms: 1,
+        }],
         reproducible_bug: Reproducibility::default(),
         callbacks: vec![],
         promises: vec![],
@@ -40,7 +46,13 @@ fn analysis(category: Category, severity: Option<Severity>, fields: &[(&str, Val
 }
 
 fn ctx() -> CallContext {
-    CallContext { call_id: "call_1".into(), entry_point: "test".into(), agent_id: None, links: Links { call: "http://x/v1/calls/call_1".into(), ..Default::default() }, vip_customers: vec!["Globex".into()] }
+    CallContext {
+        call_id: "call_1".into(),
+        entry_point: "test".into(),
+        agent_id: None,
+        links: Links { call: "http://x/v1/calls/call_1".into(), ..Default::default() },
+        vip_customers: vec!["Globex".into()],
+    }
 }
 
 fn all_integrations() -> Vec<IntegrationView> {
@@ -73,7 +85,12 @@ fn a_sev1_incident_pages_on_call_and_logs_the_incident() {
     assert_eq!(slack.payload.urgency, "urgent");
     assert_eq!(slack.payload.owner.as_deref(), Some("on-call engineer"));
     assert!(slack.payload.title.contains("Incident (sev1)") && slack.payload.title.contains("payments api"), "{}", slack.payload.title);
-    for (k, a) in [(IntegrationKind::GoogleSheets, "append_row"), (IntegrationKind::Zendesk, "create_ticket"), (IntegrationKind::Datadog, "create_event"), (IntegrationKind::Hubspot, "create_note")] {
+    for (k, a) in [
+        (IntegrationKind::GoogleSheets, "append_row"),
+        (IntegrationKind::Zendesk, "create_ticket"),
+        (IntegrationKind::Datadog, "create_event"),
+        (IntegrationKind::Hubspot, "create_note"),
+    ] {
         assert_eq!(find(&ds, k, a).status, "planned", "{k} {a}");
     }
     // Enrichment first: the URL the caller mentioned is screenshotted and checked.
@@ -87,7 +104,12 @@ fn a_sev1_incident_pages_on_call_and_logs_the_incident() {
 #[test]
 fn setup_questions_are_not_incidents() {
     let ds = plan(&analysis(Category::SetupQuestion, None, &[]), &ctx(), &all_integrations());
-    for (k, a) in [(IntegrationKind::Slack, "post_message"), (IntegrationKind::GoogleSheets, "append_row"), (IntegrationKind::Datadog, "create_event"), (IntegrationKind::Zendesk, "create_ticket")] {
+    for (k, a) in [
+        (IntegrationKind::Slack, "post_message"),
+        (IntegrationKind::GoogleSheets, "append_row"),
+        (IntegrationKind::Datadog, "create_event"),
+        (IntegrationKind::Zendesk, "create_ticket"),
+    ] {
         let d = find(&ds, k, a);
         assert_eq!(d.status, "skipped", "{k} {a}");
         assert!(d.reason.contains("setup question"), "{k}: {}", d.reason);
@@ -173,8 +195,22 @@ fn rules_are_checked_when_saved() {
 fn callbacks_and_promises_become_follow_ups() {
     let mut a = analysis(Category::CallbackRequest, None, &[("caller_phone", json!("+14155550123"))]);
     let ev = Evidence { span: Span { turn: 1, start: 0, end: 5 }, quote: "call me back tomorrow at 10".into() };
-    a.callbacks.push(CallbackRequest { phone: None, preferred_time: Some("2026-03-11T10:00:00-04:00".into()), preferred_time_text: None, timezone: Some("America/New_York".into()), reason: None, evidence: ev.clone() });
-    a.promises.push(Promise { what: "email the credit note".into(), to_whom: None, by_when: None, by_when_text: Some("Friday".into()), channel: Some("email".into()), evidence: ev });
+    a.callbacks.push(CallbackRequest {
+        phone: None,
+        preferred_time: Some("2026-03-11T10:00:00-04:00".into()),
+        preferred_time_text: None,
+        timezone: Some("America/New_York".into()),
+        reason: None,
+        evidence: ev.clone(),
+    });
+    a.promises.push(Promise {
+        what: "email the credit note".into(),
+        to_whom: None,
+        by_when: None,
+        by_when_text: Some("Friday".into()),
+        channel: Some("email".into()),
+        evidence: ev,
+    });
     let f = follow_ups(&a, "billing team");
     assert_eq!(f.len(), 2);
     let (kind, _, cb, due) = &f[0];

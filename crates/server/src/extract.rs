@@ -132,6 +132,20 @@ pub fn invalid_cursor() -> ApiError {
     ApiError::unprocessable("invalid_cursor", "the cursor is not one this API returned").with_details(json!({ "parameter": "cursor" }))
 }
 
+/// A JSON body that may be absent (an empty body is `None`).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        Ok(OptionalJson(Some(parse_json(&bytes)?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,19 +158,5 @@ mod tests {
         );
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("100%"), "100%");
-    }
-}
-
-/// A JSON body that may be absent (an empty body is `None`).
-pub struct OptionalJson<T>(pub Option<T>);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJson(None));
-        }
-        Ok(OptionalJson(Some(parse_json(&bytes)?)))
     }
 }

@@ -16,7 +16,8 @@ use dialnexa_handoff::policy::{CallContext, IntegrationView};
 use dialnexa_handoff::rules::{Rule, parse_rules, recommended};
 use dialnexa_handoff::{IntegrationKind, connectors};
 use dialnexa_store::{
-    CallDetail, Claimed, Completion, HandoffAttemptRecord, HandoffFilter, HandoffRecord, HandoffResult, NewFollowUp, NewHandoff, NewReview, NewWork, Plan, PlannedHandoff, QueueStep, StoreError,
+    CallDetail, Claimed, Completion, HandoffAttemptRecord, HandoffFilter, HandoffRecord, HandoffResult, NewFollowUp, NewHandoff, NewReview, NewWork, Plan,
+    PlannedHandoff, QueueStep, StoreError,
 };
 use serde_json::{Value, json};
 
@@ -218,7 +219,8 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
             (found && (!matched || conf < MIN_MATCH_CONFIDENCE)).then_some(conf)
         });
         if let Some(conf) = weak {
-            let detail = format!("the caller matched Heartbeat user with confidence {conf:.2} (below {MIN_MATCH_CONFIDENCE}); confirm who called before notifying");
+            let detail =
+                format!("the caller matched Heartbeat user with confidence {conf:.2} (below {MIN_MATCH_CONFIDENCE}); confirm who called before notifying");
             let review = NewReview { review_id: id("rev"), reason: "low_confidence_match".into(), detail: detail.clone() };
             store.settle_handoff(item, &h.handoff_id, "held_for_review", &format!("held for review: {detail}"), Some(&review), &h.call_id, now).await?;
             return Ok(());
@@ -232,7 +234,15 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
         }
     };
     store.handoff_sending(&h.handoff_id, now).await?;
-    let req = HandoffRequest { handoff_id: h.handoff_id.clone(), idempotency_key: h.idempotency_key.clone(), action: h.action.clone(), payload, attempt: item.attempt };
+    // Why it was planned stays in every later reason: the outcome is added to it.
+    let why = payload.reason.clone();
+    let req = HandoffRequest {
+        handoff_id: h.handoff_id.clone(),
+        idempotency_key: h.idempotency_key.clone(),
+        action: h.action.clone(),
+        payload,
+        attempt: item.attempt,
+    };
     let started = std::time::Instant::now();
     let Outcome { result, log } = connector.deliver(&req).await;
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -241,12 +251,22 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
         Ok(d) => {
             let status = if d.deduplicated { "deduplicated" } else { "sent" };
             let reason = if d.deduplicated {
-                format!("already in {kind} as {} (found by searching for the call before creating): nothing new created", d.external_id.as_deref().unwrap_or("an existing record"))
+                format!(
+                    "{why}. Already in {kind} as {} (found by searching for the call before creating): nothing new created",
+                    d.external_id.as_deref().unwrap_or("an existing record")
+                )
             } else {
-                format!("sent to {kind}{}", d.external_id.as_deref().map(|e| format!(" as {e}")).unwrap_or_default())
+                format!("{why}. Sent to {kind}{}", d.external_id.as_deref().map(|e| format!(" as {e}")).unwrap_or_default())
             };
             (
-                HandoffResult { status: status.into(), reason: Some(reason), external_id: d.external_id, external_url: d.external_url, evidence: Some(d.evidence), next_attempt_at: None },
+                HandoffResult {
+                    status: status.into(),
+                    reason: Some(reason),
+                    external_id: d.external_id,
+                    external_url: d.external_url,
+                    evidence: Some(d.evidence),
+                    next_attempt_at: None,
+                },
                 QueueStep::Complete,
             )
         }
@@ -254,16 +274,32 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
             let timed_out = e.message.contains("timed out");
             let delay = delivery_delay(&state.config.handoff_retry_schedule(), item.attempt, e.status, timed_out, e.retry_after);
             let at = now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::from_secs(60));
-            let reason = format!("attempt {} of {} failed: {}; retrying at {at}", item.attempt, item.max_attempts, e.message);
-            (HandoffResult { status: "retrying".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: Some(at) }, QueueStep::RetryAt { at, error: e.message })
+            let reason = format!("{why}. Attempt {} of {} failed: {}; retrying at {at}", item.attempt, item.max_attempts, e.message);
+            (
+                HandoffResult {
+                    status: "retrying".into(),
+                    reason: Some(reason),
+                    external_id: None,
+                    external_url: None,
+                    evidence: None,
+                    next_attempt_at: Some(at),
+                },
+                QueueStep::RetryAt { at, error: e.message },
+            )
         }
         Err(e) if e.retryable => {
-            let reason = format!("dead after {} attempts: {}", item.attempt, e.message);
-            (HandoffResult { status: "dead".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None }, QueueStep::Finish { state: "dead", error: e.message })
+            let reason = format!("{why}. Dead after {} attempts: {}", item.attempt, e.message);
+            (
+                HandoffResult { status: "dead".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None },
+                QueueStep::Finish { state: "dead", error: e.message },
+            )
         }
         Err(e) => {
-            let reason = format!("failed, not retried: {}", e.message);
-            (HandoffResult { status: "failed".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None }, QueueStep::Finish { state: "failed", error: e.message })
+            let reason = format!("{why}. Failed, not retried: {}", e.message);
+            (
+                HandoffResult { status: "failed".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None },
+                QueueStep::Finish { state: "failed", error: e.message },
+            )
         }
     };
     let attempt = HandoffAttemptRecord {
@@ -295,4 +331,3 @@ pub fn resend_work(state: &AppState, h: &HandoffRecord, approved: bool) -> NewWo
         run_at: None,
     }
 }
-

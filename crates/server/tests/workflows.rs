@@ -5,8 +5,15 @@
 mod common;
 
 use dialnexa_testkit::TestApp;
+use dialnexa_testkit::fakes::datadog::{self, FakeDatadog};
+use dialnexa_testkit::fakes::google_sheets::{self, FakeSheets};
 use dialnexa_testkit::fakes::heartbeat::{self, FakeHeartbeat};
+use dialnexa_testkit::fakes::hubspot::{self, FakeHubspot};
+use dialnexa_testkit::fakes::jira::FakeJira;
 use dialnexa_testkit::fakes::opengraph_io::{self, FakeOpengraphIo, Site};
+use dialnexa_testkit::fakes::slack::{self, FakeSlack};
+use dialnexa_testkit::fakes::webhook_receiver::FakeWebhookReceiver;
+use dialnexa_testkit::fakes::zendesk::FakeZendesk;
 use serde_json::{Value, json};
 
 struct Stack {
@@ -14,6 +21,18 @@ struct Stack {
     og: FakeOpengraphIo,
     hb: FakeHeartbeat,
     owner: String,
+    pairs: Option<Pairs>,
+}
+
+/// The integrations the OpenGraph.io page pairs with, plus a signed webhook.
+struct Pairs {
+    slack: FakeSlack,
+    jira: FakeJira,
+    zendesk: FakeZendesk,
+    sheets: FakeSheets,
+    hubspot: FakeHubspot,
+    datadog: FakeDatadog,
+    hook: FakeWebhookReceiver,
 }
 
 impl Stack {
@@ -23,7 +42,7 @@ impl Stack {
         let hb = FakeHeartbeat::start().await;
         let owner = hb.add_user("Olivia Owner", "olivia@acme.example");
         let manager = hb.add_user("Max Manager", "max@acme.example");
-        let stack = Stack { app, og, hb, owner };
+        let stack = Stack { app, og, hb, owner, pairs: None };
         stack.integration("opengraph_io", json!({ "app_id": opengraph_io::APP_ID, "base_url": stack.og.base_url })).await;
         stack
             .integration(
@@ -34,10 +53,47 @@ impl Stack {
         stack
     }
 
+    /// Every integration of the brief, each pointed at its fake.
+    async fn full() -> Stack {
+        let mut s = Stack::start().await;
+        let p = Pairs {
+            slack: FakeSlack::start().await,
+            jira: FakeJira::start().await,
+            zendesk: FakeZendesk::start().await,
+            sheets: FakeSheets::start().await,
+            hubspot: FakeHubspot::start().await,
+            datadog: FakeDatadog::start().await,
+            hook: FakeWebhookReceiver::start().await,
+        };
+        p.hubspot.seed_company("5001");
+        s.integration("slack", json!({ "bot_token": p.slack.bot_token, "channel": slack::ONCALL, "base_url": p.slack.base_url })).await;
+        s.integration("jira", json!({ "site": "https://acme.atlassian.net", "email": p.jira.email, "api_token": p.jira.api_token, "project_key": "OPS", "base_url": p.jira.base_url })).await;
+        s.integration("zendesk", json!({ "subdomain": "acme", "email": p.zendesk.email, "api_token": p.zendesk.api_token, "base_url": p.zendesk.base_url }))
+            .await;
+        s.integration(
+            "google_sheets",
+            json!({ "spreadsheet_id": google_sheets::SPREADSHEET_ID, "access_token": google_sheets::TOKEN, "base_url": p.sheets.base_url }),
+        )
+        .await;
+        s.integration("hubspot", json!({ "access_token": hubspot::TOKEN, "base_url": p.hubspot.base_url, "company_id": "5001" })).await;
+        s.integration("datadog", json!({ "api_key": datadog::API_KEY, "app_key": datadog::APP_KEY, "base_url": p.datadog.base_url })).await;
+        s.integration("webhook", json!({ "url": p.hook.url(), "secret": p.hook.secret })).await;
+        s.pairs = Some(p);
+        s
+    }
+
+    fn p(&self) -> &Pairs {
+        self.pairs.as_ref().expect("Stack::full")
+    }
+
     async fn integration(&self, kind: &str, config: Value) -> String {
         let r = self.app.post("/v1/integrations", &json!({ "kind": kind, "name": kind, "config": config })).await;
         assert_eq!(r.status, 201, "{kind}: {}", r.text);
-        assert!(!r.text.contains("api_key") && !r.text.contains(heartbeat::API_KEY) && !r.text.contains(opengraph_io::APP_ID), "credentials never come back: {}", r.text);
+        assert!(
+            !r.text.contains("api_key") && !r.text.contains(heartbeat::API_KEY) && !r.text.contains(opengraph_io::APP_ID),
+            "credentials never come back: {}",
+            r.text
+        );
         r.json()["integration_id"].as_str().unwrap().to_owned()
     }
 
@@ -69,7 +125,12 @@ fn uuid_like() -> String {
 }
 
 fn handoff<'a>(call: &'a Value, kind: &str, action: &str) -> &'a Value {
-    call["handoffs"].as_array().unwrap().iter().find(|h| h["integration_kind"] == kind && h["action"] == action).unwrap_or_else(|| panic!("no {kind} {action} handoff: {}", call["handoffs"]))
+    call["handoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["integration_kind"] == kind && h["action"] == action)
+        .unwrap_or_else(|| panic!("no {kind} {action} handoff: {}", call["handoffs"]))
 }
 
 fn status<'a>(call: &'a Value, kind: &str, action: &str) -> &'a str {
@@ -84,7 +145,13 @@ async fn caller_creates_an_operational_request_and_the_owner_is_alerted() {
     s.hb.add_user("Priya Natarajan", "priya@initech.example");
     let call = s
         .call(
-            &["Thanks for calling Acme, who am I speaking with?", "How can I help?", "Which records do you need?", "Understood. Anything else?", "Thanks, goodbye."],
+            &[
+                "Thanks for calling Acme, who am I speaking with?",
+                "How can I help?",
+                "Which records do you need?",
+                "Understood. Anything else?",
+                "Thanks, goodbye.",
+            ],
             &[
                 "This is Priya Natarajan from Initech, priya@initech.example",
                 "I need an export of all our call recordings from last quarter for an audit",
@@ -126,7 +193,11 @@ async fn low_confidence_match_needs_review() {
     let call = s
         .call(
             &["Thanks for calling Acme, who am I speaking with?", "How can I help?", "Noted. Anything else?", "Goodbye."],
-            &["Sam Rivera, sam@rivera-logistics.example", "I'd like to request a data export of all our customer records, please process the request by Friday at noon", "no"],
+            &[
+                "Sam Rivera, sam@rivera-logistics.example",
+                "I'd like to request a data export of all our customer records, please process the request by Friday at noon",
+                "no",
+            ],
         )
         .await;
     let lookup = handoff(&call, "heartbeat", "retrieve_user");
@@ -191,7 +262,9 @@ async fn recurring_issue_is_categorized() {
     let agent = ["Thanks for calling Acme, who is this?", "What's going on?", "I'm sorry about that. Anything else?", "Goodbye."];
     let mut ids = vec![];
     for name in ["Lee Chen from Umbrella", "Ana Diaz from Umbrella"] {
-        let call = s.call(&agent, &[name, "this is the third time I'm calling: the webhooks API keeps timing out when we send orders, it blocks our checkout", "no"]).await;
+        let call = s
+            .call(&agent, &[name, "this is the third time I'm calling: the webhooks API keeps timing out when we send orders, it blocks our checkout", "no"])
+            .await;
         ids.push(call["call_id"].as_str().unwrap().to_owned());
         let thread = handoff(&call, "heartbeat", "post_thread");
         if ids.len() == 1 {
@@ -218,7 +291,11 @@ async fn callback_uses_get_events_and_becomes_a_follow_up() {
     let call = s
         .call(
             &["Thanks for calling Acme, who am I speaking with?", "How can I help?", "Of course. What number should we use?", "Noted. Goodbye."],
-            &["Hi, Tom Baker from Wayne Enterprises", "can someone call me back tomorrow at 10am eastern about our renewal, I'm driving now", "call me on 415 555 0199"],
+            &[
+                "Hi, Tom Baker from Wayne Enterprises",
+                "can someone call me back tomorrow at 10am eastern about our renewal, I'm driving now",
+                "call me on 415 555 0199",
+            ],
         )
         .await;
     assert_eq!(call["analysis"]["category"], "callback_request", "{}", call["analysis"]["category_reasons"]);
@@ -274,7 +351,15 @@ async fn scrape_site_for_a_reproducible_bug() {
     s.og.add_site("https://app.initech.example/reports", Site::new("Initech reports", "Monthly reports"));
     let call = s
         .call(
-            &["Thanks for calling Acme, who is this?", "What's the problem?", "How do you get there?", "What did you expect, and what happens instead?", "What does it affect?", "Thanks, we'll look into it.", "Goodbye."],
+            &[
+                "Thanks for calling Acme, who is this?",
+                "What's the problem?",
+                "How do you get there?",
+                "What did you expect, and what happens instead?",
+                "What does it affect?",
+                "Thanks, we'll look into it.",
+                "Goodbye.",
+            ],
             &[
                 "Peter Gibbons from Initech",
                 "the export button on our reports page https://app.initech.example/reports is broken",
@@ -288,4 +373,240 @@ async fn scrape_site_for_a_reproducible_bug() {
     assert_eq!(call["analysis"]["category"], "bug", "{}", call["analysis"]["category_reasons"]);
     assert_eq!(status(&call, "opengraph_io", "scrape_site"), "sent", "{}", handoff(&call, "opengraph_io", "scrape_site"));
     assert!(s.og.calls().iter().any(|c| c.service == "scrape"));
+}
+
+// ---- The OpenGraph.io page's workflows, with its pairings ----
+
+const SUPPORT: [&str; 6] = [
+    "Thanks for calling Acme support, who am I speaking with?",
+    "What is going on?",
+    "Which page or endpoint, and since when?",
+    "What is the impact on your business?",
+    "Thank you, we are on it and will keep you posted.",
+    "Goodbye.",
+];
+
+#[tokio::test]
+async fn customer_reports_an_outage_and_on_call_gets_the_impact() {
+    let s = Stack::full().await;
+    let p = s.p();
+    p.datadog.seed_monitor(7001, "checkout 5xx rate", "Alert", &["service:checkout"]);
+    let call = s
+        .call(
+            &SUPPORT,
+            &[
+                "Hal Jordan from Globex, hal@globex.example",
+                "checkout is completely down for all our customers, every payment fails with a 503",
+                "https://shop.globex.example/checkout in us-east-1, since 2pm today",
+                "we are losing every sale, about 5000 customers cannot pay",
+                "thanks",
+            ],
+        )
+        .await;
+    let a = &call["analysis"];
+    assert_eq!((a["category"].as_str(), a["severity"].as_str()), (Some("incident"), Some("sev1")), "{}", a["category_reasons"]);
+    for (kind, action) in [
+        ("slack", "post_message"),
+        ("zendesk", "create_ticket"),
+        ("google_sheets", "append_row"),
+        ("datadog", "create_event"),
+        ("datadog", "search_monitors"),
+        ("hubspot", "create_note"),
+        ("webhook", "deliver"),
+        ("opengraph_io", "capture_screenshot"),
+    ] {
+        assert_eq!(status(&call, kind, action), "sent", "{kind} {action}: {}", handoff(&call, kind, action));
+    }
+    // On-call: one message with the impact, urgency, owner, next step and links to evidence.
+    let msgs = p.slack.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].channel, slack::ONCALL);
+    let body = msgs[0].body.to_string();
+    for want in ["sev1", "on-call engineer", "https://dialnexa.example/v1/calls/", "checkout", "[call "] {
+        assert!(body.contains(want), "the on-call alert lacks {want}: {body}");
+    }
+    assert!(body.contains("screenshot") || body.contains("opengraph"), "evidence links from the screenshot: {body}");
+    // A ticket, a review-log row, an event, an account note, a signed webhook: once each.
+    assert_eq!(p.zendesk.tickets().len(), 1);
+    assert_eq!(p.zendesk.tickets()[0].external_id.as_deref(), call["call_id"].as_str());
+    assert_eq!(p.sheets.rows(google_sheets::SHEET).iter().filter(|r| r.first().and_then(|v| v.as_str()) == call["call_id"].as_str()).count(), 1);
+    assert_eq!(p.datadog.events().len(), 1);
+    assert_eq!(p.hubspot.notes().len(), 1);
+    assert_eq!(p.hook.deliveries().len(), 1);
+    let monitors = handoff(&call, "datadog", "search_monitors");
+    assert!(monitors["evidence"]["monitors"].as_array().is_some(), "{monitors}");
+    // Jira: not a reproducible bug, so no engineering task, and the reason says so.
+    assert_eq!(status(&call, "jira", "create_issue"), "skipped");
+    assert!(handoff(&call, "jira", "create_issue")["reason"].as_str().unwrap().contains("reproducible"));
+    assert!(p.jira.issues().is_empty());
+}
+
+#[tokio::test]
+async fn caller_gives_reproducible_bug_steps_and_engineering_gets_a_task() {
+    let s = Stack::full().await;
+    let p = s.p();
+    let call = s
+        .call(
+            &[
+                "Thanks for calling Acme support, who is this?",
+                "What's the problem?",
+                "How do you get there?",
+                "What did you expect, and what happens instead?",
+                "What does it affect?",
+                "Thanks, we'll get engineering on it.",
+                "Goodbye.",
+            ],
+            &[
+                "Peter Gibbons from Initech, peter@initech.example",
+                "the export button on the reports page is broken",
+                "open reports, pick March, click export to CSV",
+                "I expected a CSV download but I get a blank page every time",
+                "our finance team cannot send the monthly report to the board",
+                "thanks",
+            ],
+        )
+        .await;
+    assert_eq!(call["analysis"]["category"], "bug", "{}", call["analysis"]["category_reasons"]);
+    assert_eq!(call["analysis"]["reproducible_bug"]["reproducible"], true, "{}", call["analysis"]["reproducible_bug"]);
+    assert_eq!(status(&call, "jira", "create_issue"), "sent", "{}", handoff(&call, "jira", "create_issue"));
+    let issues = p.jira.issues();
+    assert_eq!(issues.len(), 1);
+    let issue = &issues[0];
+    assert!(issue.labels.iter().any(|l| l == &format!("call-{}", call["call_id"].as_str().unwrap())), "{:?}", issue.labels);
+    assert_eq!(issue.description["type"], "doc", "ADF");
+    let text = issue.description_text();
+    for want in ["click export", "blank page", "CSV download", "finance team"] {
+        assert!(text.contains(want), "the task lacks {want}: {text}");
+    }
+    let h = handoff(&call, "jira", "create_issue");
+    assert_eq!(h["external_id"], json!(issue.key));
+    assert!(h["external_url"].as_str().unwrap().ends_with(&format!("/browse/{}", issue.key)));
+    // Not an incident: no on-call page, no incident log row.
+    assert_eq!(status(&call, "slack", "post_message"), "skipped");
+    assert_eq!(status(&call, "google_sheets", "append_row"), "skipped");
+}
+
+#[tokio::test]
+async fn setup_questions_create_no_incident_and_say_why() {
+    let s = Stack::full().await;
+    let p = s.p();
+    let call = s
+        .call(
+            &["Thanks for calling Acme support, who is this?", "How can I help?", "Sure, the guide covers it step by step. Anything else?", "Goodbye."],
+            &["Grace Hopper from Hopper Labs", "how do I set up webhooks for my account, where do I configure the signing secret?", "no that's all"],
+        )
+        .await;
+    assert_eq!(call["analysis"]["category"], "setup_question", "{}", call["analysis"]["category_reasons"]);
+    for (kind, action, why) in [
+        ("slack", "post_message", "not incidents"),
+        ("google_sheets", "append_row", "incident"),
+        ("datadog", "create_event", "incident"),
+        ("zendesk", "create_ticket", "no ticket"),
+        ("jira", "create_issue", "reproducible"),
+        ("opengraph_io", "capture_screenshot", "URL"),
+    ] {
+        let h = handoff(&call, kind, action);
+        assert_eq!(h["status"], "skipped", "{kind} {action}");
+        assert!(h["reason"].as_str().unwrap().contains(why), "{kind} {action}: {}", h["reason"]);
+    }
+    assert!(p.slack.messages().is_empty() && p.zendesk.tickets().is_empty() && p.jira.issues().is_empty() && p.datadog.events().is_empty());
+    // The integrating system still hears about the call, signed.
+    assert_eq!(status(&call, "webhook", "deliver"), "sent");
+    let d = &p.hook.deliveries()[0];
+    assert!(d.signature.starts_with("v1,"));
+    assert_eq!(d.body["data"]["category"], "setup_question");
+}
+
+#[tokio::test]
+async fn support_needs_logs_linked_to_the_ticket() {
+    let s = Stack::full().await;
+    let p = s.p();
+    s.og.add_site("https://status.globex.example/incidents/42", Site::new("Globex status: degraded API", "Investigating elevated errors"));
+    let call = s
+        .call(
+            &SUPPORT,
+            &[
+                "Bruce Wayne from Wayne Enterprises, bruce@wayne.example",
+                "our orders API returns 500 errors on /v2/orders, I have request ids and our logs show it",
+                "https://status.globex.example/incidents/42 shows it, since 9am this morning",
+                "orders are stuck, our warehouse cannot ship",
+                "thanks",
+            ],
+        )
+        .await;
+    assert_eq!(call["analysis"]["category"], "incident", "{}", call["analysis"]["category_reasons"]);
+    assert_eq!(status(&call, "zendesk", "create_ticket"), "sent", "{}", handoff(&call, "zendesk", "create_ticket"));
+    let t = &p.zendesk.tickets()[0];
+    // The ticket links the evidence: the call, its transcript, the screenshot of the page.
+    for want in ["https://dialnexa.example/v1/calls/", "#transcript", "/v2/orders"] {
+        assert!(t.comment_body.contains(want), "the ticket lacks {want}: {}", t.comment_body);
+    }
+    let shot = handoff(&call, "opengraph_io", "capture_screenshot")["evidence"]["screenshot_url"].as_str().unwrap().to_owned();
+    assert!(t.comment_body.contains(&shot), "the screenshot is linked: {}", t.comment_body);
+    let h = handoff(&call, "zendesk", "create_ticket");
+    assert!(h["external_url"].as_str().unwrap().contains("/agent/tickets/"));
+    let sent = p.zendesk.control.received().into_iter().find(|r| r.method == "POST").unwrap();
+    assert_eq!(sent.header("idempotency-key"), h["idempotency_key"].as_str());
+}
+
+#[tokio::test]
+async fn api_error_blocks_a_workflow_and_deployment_regression_after_release() {
+    let s = Stack::full().await;
+    let p = s.p();
+    p.datadog.seed_monitor(8100, "orders API error rate", "Alert", &["service:orders"]);
+    let call = s
+        .call(
+            &SUPPORT,
+            &[
+                "Diana Prince from Themyscira Travel, diana@themyscira.example",
+                "since your release v2.14.0 yesterday our bookings API calls fail with 422 invalid signature, it blocks our booking workflow",
+                "POST /v1/bookings, in eu-west-1, since 3pm yesterday",
+                "we cannot take bookings, around 200 agents are stuck",
+                "thanks",
+            ],
+        )
+        .await;
+    assert_eq!(call["analysis"]["category"], "incident", "{}", call["analysis"]["category_reasons"]);
+    let fields = &call["analysis"]["fields"];
+    assert!(fields["deploy"]["value"].as_str().unwrap().contains("v2.14.0"), "{fields}");
+    let ev = p.datadog.events();
+    assert_eq!(ev.len(), 1);
+    let tags = ev[0]["tags"].to_string();
+    assert!(tags.contains(&format!("dialnexa_call:{}", call["call_id"].as_str().unwrap())), "{tags}");
+    let note = &p.hubspot.notes()[0];
+    assert!(note.body().contains("v2.14.0") || note.body().contains("invalid signature"), "{}", note.body());
+    let row =
+        p.sheets.rows(google_sheets::SHEET).into_iter().find(|r| r.first().and_then(|v| v.as_str()) == call["call_id"].as_str()).expect("an incident log row");
+    assert!(row.iter().any(|v| v.as_str().is_some_and(|t| t.contains("Themyscira"))), "{row:?}");
+}
+
+#[tokio::test]
+async fn angry_caller_with_cancellation_language_reaches_the_escalation_owner() {
+    let s = Stack::full().await;
+    let p = s.p();
+    let call = s
+        .call(
+            &[
+                "Thanks for calling Acme, who is this?",
+                "What happened?",
+                "I'm very sorry. What would help?",
+                "I understand, I'm escalating this now.",
+                "Goodbye.",
+            ],
+            &[
+                "Victor Stone from Stone Logistics, victor@stone.example",
+                "this is the third time I'm calling this week, your dashboard keeps losing our saved routes and nobody fixes it",
+                "honestly this is unacceptable, if it's not fixed by Friday we are cancelling and switching to a competitor",
+                "fine",
+            ],
+        )
+        .await;
+    let a = &call["analysis"];
+    assert_eq!(a["cancellation_language"]["detected"], true, "{a}");
+    assert!(["angry", "negative"].contains(&a["sentiment"].as_str().unwrap()), "{a}");
+    let slack = handoff(&call, "slack", "post_message");
+    assert_eq!(slack["status"], "sent", "{slack}");
+    assert!(slack["reason"].as_str().unwrap().contains("Escalation owner"), "{}", slack["reason"]);
+    let body = p.slack.messages()[0].body.to_string();
+    assert!(body.contains("escalation owner"), "{body}");
 }

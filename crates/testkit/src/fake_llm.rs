@@ -101,7 +101,9 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
         let Ok(req) = serde_json::from_slice::<Value>(&body) else {
             return error(StatusCode::BAD_REQUEST, "We could not parse the JSON body of your request.", "invalid_request_error", "invalid_json");
         };
-        if !req.get("model").is_some_and(Value::is_string) || !req.get("messages").and_then(Value::as_array).is_some_and(|m| !m.is_empty()) {
+        let model_ok = req.get("model").is_some_and(Value::is_string);
+        let messages_ok = req.get("messages").and_then(Value::as_array).is_some_and(|m| !m.is_empty());
+        if !(model_ok && messages_ok) {
             return error(StatusCode::BAD_REQUEST, "'model' and a non-empty 'messages' are required.", "invalid_request_error", "missing_required_parameter");
         }
         st.requests.push(req.clone());

@@ -34,11 +34,14 @@ impl Resp {
     }
 }
 
+/// A change to the server's config before it starts.
+type ConfigTweak = Box<dyn FnOnce(&mut Config) + Send>;
+
 pub struct TestAppBuilder {
     backend: Backend,
     demo: bool,
     reuse: Option<(tempfile::TempDir, String, String)>,
-    tweaks: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
+    tweaks: Vec<ConfigTweak>,
 }
 
 impl TestAppBuilder {

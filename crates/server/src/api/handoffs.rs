@@ -58,7 +58,14 @@ pub async fn handoff_out(state: &AppState, h: HandoffRecord) -> ApiResult<Handof
         .handoff_attempts(&h.handoff_id)
         .await?
         .into_iter()
-        .map(|a| AttemptOut { attempt: a.attempt, at: rfc3339(a.at), status_code: a.status_code, error: a.error, latency_ms: a.latency_ms, exchanges: a.exchanges })
+        .map(|a| AttemptOut {
+            attempt: a.attempt,
+            at: rfc3339(a.at),
+            status_code: a.status_code,
+            error: a.error,
+            latency_ms: a.latency_ms,
+            exchanges: a.exchanges,
+        })
         .collect();
     Ok(HandoffOut {
         handoff_id: h.handoff_id,
@@ -100,7 +107,9 @@ pub async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Jso
     q.only(&["call_id", "status", "integration_id", "limit", "cursor"])?;
     let filter = HandoffFilter {
         call_id: q.parsed("call_id", |v| CallId::parse(v).map_err(|e| e.to_string()))?,
-        status: q.parsed("status", |v| if STATUSES.contains(&v) { Ok(v.to_owned()) } else { Err(format!("unknown value; expected one of {}", STATUSES.join(", "))) })?,
+        status: q.parsed("status", |v| {
+            if STATUSES.contains(&v) { Ok(v.to_owned()) } else { Err(format!("unknown value; expected one of {}", STATUSES.join(", "))) }
+        })?,
         integration_id: q.parsed("integration_id", |v| if v.is_empty() || v.len() > 100 { Err("1 to 100 characters".into()) } else { Ok(v.to_owned()) })?,
     };
     let limit = q.limit()?;
@@ -139,10 +148,16 @@ pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> A
 pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<HandoffOut>)> {
     let h = load(&state, &id).await?;
     let work = crate::handoffs::resend_work(&state, &h, false);
-    let h = state.store.requeue_handoff(&h.handoff_id, &["failed", "dead", "retrying"], &work, "retry requested through the API", jiff::Timestamp::now()).await.map_err(|e| match e {
-        StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "handoff_not_retryable", format!("{why}: only failed, dead or retrying handoffs can be retried")),
-        other => other.into(),
-    })?;
+    let h = state
+        .store
+        .requeue_handoff(&h.handoff_id, &["failed", "dead", "retrying"], &work, "retry requested through the API", jiff::Timestamp::now())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(why) => {
+                ApiError::new(StatusCode::CONFLICT, "handoff_not_retryable", format!("{why}: only failed, dead or retrying handoffs can be retried"))
+            }
+            other => other.into(),
+        })?;
     Ok((StatusCode::ACCEPTED, Json(handoff_out(&state, h).await?)))
 }
 
@@ -183,7 +198,8 @@ impl From<ReviewItemRecord> for ReviewItemOut {
     responses((status = 200, description = "{review_items, next_cursor}")))]
 pub async fn list_reviews(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Value>> {
     q.only(&["status", "call_id", "limit"])?;
-    let status = q.parsed("status", |v| if ["open", "approved", "rejected"].contains(&v) { Ok(v.to_owned()) } else { Err("open, approved or rejected".into()) })?;
+    let status =
+        q.parsed("status", |v| if ["open", "approved", "rejected"].contains(&v) { Ok(v.to_owned()) } else { Err("open, approved or rejected".into()) })?;
     let call_id = q.parsed("call_id", |v| CallId::parse(v).map_err(|e| e.to_string()))?;
     let rows = state.store.list_reviews(status.as_deref(), call_id.as_ref(), q.limit()?).await?;
     let out: Vec<ReviewItemOut> = rows.into_iter().map(ReviewItemOut::from).collect();
@@ -215,12 +231,22 @@ async fn decide(state: &AppState, id: &str, approve: bool, note: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/review-items/{review_id}/approve", tag = "handoffs", request_body = DecisionIn, responses((status = 200, body = ReviewItemOut), (status = 404), (status = 409)))]
-pub async fn approve(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::auth::Caller>, Path(id): Path<String>, OptionalJson(body): OptionalJson<DecisionIn>) -> ApiResult<Json<ReviewItemOut>> {
+pub async fn approve(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<DecisionIn>,
+) -> ApiResult<Json<ReviewItemOut>> {
     Ok(Json(decide(&state, &id, true, body.and_then(|b| b.note), &caller).await?))
 }
 
 #[utoipa::path(post, path = "/v1/review-items/{review_id}/reject", tag = "handoffs", request_body = DecisionIn, responses((status = 200, body = ReviewItemOut), (status = 404), (status = 409)))]
-pub async fn reject(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::auth::Caller>, Path(id): Path<String>, OptionalJson(body): OptionalJson<DecisionIn>) -> ApiResult<Json<ReviewItemOut>> {
+pub async fn reject(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<DecisionIn>,
+) -> ApiResult<Json<ReviewItemOut>> {
     Ok(Json(decide(&state, &id, false, body.and_then(|b| b.note), &caller).await?))
 }
 
@@ -267,7 +293,11 @@ pub async fn list_follow_ups(State(state): State<AppState>, q: QueryPairs) -> Ap
 }
 
 #[utoipa::path(post, path = "/v1/follow-ups/{follow_up_id}/complete", tag = "handoffs", request_body = DecisionIn, responses((status = 200, body = FollowUpOut), (status = 404), (status = 409)))]
-pub async fn complete_follow_up(State(state): State<AppState>, Path(id): Path<String>, OptionalJson(body): OptionalJson<DecisionIn>) -> ApiResult<Json<FollowUpOut>> {
+pub async fn complete_follow_up(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<DecisionIn>,
+) -> ApiResult<Json<FollowUpOut>> {
     let note = body.and_then(|b| b.note);
     let f = state.store.complete_follow_up(&id, note.as_deref(), jiff::Timestamp::now()).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found("follow-up"),

@@ -47,7 +47,15 @@ impl From<IntegrationRecord> for IntegrationOut {
         let kind: Option<IntegrationKind> = i.kind.parse().ok();
         let given = matches!(&i.rules, Value::Array(a) if !a.is_empty());
         let rules = kind.map(|k| crate::handoffs::rules_of(k, &i.rules)).unwrap_or_default();
-        IntegrationOut { integration_id: i.integration_id, kind: i.kind, name: i.name, rules, recommended_rules: !given, active: i.active, created_at: rfc3339(i.created_at) }
+        IntegrationOut {
+            integration_id: i.integration_id,
+            kind: i.kind,
+            name: i.name,
+            rules,
+            recommended_rules: !given,
+            active: i.active,
+            created_at: rfc3339(i.created_at),
+        }
     }
 }
 
@@ -67,12 +75,22 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Integr
     let rules = match &body.rules {
         None | Some(Value::Null) => json!([]),
         Some(r) => {
-            let parsed = parse_rules(kind, r).map_err(|f| ApiError::unprocessable("invalid_rule", format!("{}: {}", f.path, f.message)).with_details(json!({ "path": f.path })))?;
+            let parsed = parse_rules(kind, r)
+                .map_err(|f| ApiError::unprocessable("invalid_rule", format!("{}: {}", f.path, f.message)).with_details(json!({ "path": f.path })))?;
             serde_json::to_value(parsed).unwrap_or(json!([]))
         }
     };
     let now = jiff::Timestamp::now();
-    let rec = IntegrationRecord { integration_id: crate::handoffs::id("int"), kind: kind.as_str().into(), name: body.name.trim().into(), config: body.config, rules, active: true, created_at: now, updated_at: now };
+    let rec = IntegrationRecord {
+        integration_id: crate::handoffs::id("int"),
+        kind: kind.as_str().into(),
+        name: body.name.trim().into(),
+        config: body.config,
+        rules,
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
     state.store.create_integration(&rec).await?;
     Ok((StatusCode::CREATED, Json(rec.into())))
 }
@@ -95,6 +113,7 @@ pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> A
 /// The recommended rules of each kind (what an integration does without rules of its own).
 #[utoipa::path(get, path = "/v1/integrations/recommended-rules", tag = "handoffs", responses((status = 200, description = "{kind: [rule]}")))]
 pub async fn recommended_rules() -> Json<Value> {
-    let m: serde_json::Map<String, Value> = IntegrationKind::ALL.iter().map(|k| (k.as_str().to_owned(), serde_json::to_value(recommended(*k)).unwrap_or_default())).collect();
+    let m: serde_json::Map<String, Value> =
+        IntegrationKind::ALL.iter().map(|k| (k.as_str().to_owned(), serde_json::to_value(recommended(*k)).unwrap_or_default())).collect();
     Json(Value::Object(m))
 }
