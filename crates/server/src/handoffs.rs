@@ -236,12 +236,14 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
     store.handoff_sending(&h.handoff_id, now).await?;
     // Why it was planned stays in every later reason: the outcome is added to it.
     let why = payload.reason.clone();
+    // Attempts count per handoff, across work items (a manual retry continues the count).
+    let attempt_no = h.attempts + 1;
     let req = HandoffRequest {
         handoff_id: h.handoff_id.clone(),
         idempotency_key: h.idempotency_key.clone(),
         action: h.action.clone(),
         payload,
-        attempt: item.attempt,
+        attempt: attempt_no,
     };
     let started = std::time::Instant::now();
     let Outcome { result, log } = connector.deliver(&req).await;
@@ -303,7 +305,7 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
         }
     };
     let attempt = HandoffAttemptRecord {
-        attempt: item.attempt,
+        attempt: attempt_no,
         at: now,
         status_code,
         error: match &step {
