@@ -42,6 +42,8 @@ pub struct Config {
     pub handoff_timeout_ms: u64,
     /// How long a delivery may run before another worker may take it over.
     pub handoff_lease_ms: u64,
+    /// How long an analysis may run before another worker may take it over.
+    pub analysis_lease_ms: u64,
     /// Customers whose records wait for review (case-insensitive names).
     pub vip_customers: Vec<String>,
     /// Owner of callbacks and promises when a rule names none.
@@ -69,6 +71,7 @@ impl Default for Config {
             handoff_retry_secs: vec![5, 300, 1800, 7200, 18000, 36000, 36000],
             handoff_timeout_ms: 15_000,
             handoff_lease_ms: 60_000,
+            analysis_lease_ms: 120_000,
             vip_customers: vec![],
             follow_up_owner: "support".into(),
         }

@@ -238,13 +238,8 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
     let why = payload.reason.clone();
     // Attempts count per handoff, across work items (a manual retry continues the count).
     let attempt_no = h.attempts + 1;
-    let req = HandoffRequest {
-        handoff_id: h.handoff_id.clone(),
-        idempotency_key: h.idempotency_key.clone(),
-        action: h.action.clone(),
-        payload,
-        attempt: attempt_no,
-    };
+    let req =
+        HandoffRequest { handoff_id: h.handoff_id.clone(), idempotency_key: h.idempotency_key.clone(), action: h.action.clone(), payload, attempt: attempt_no };
     let started = std::time::Instant::now();
     let Outcome { result, log } = connector.deliver(&req).await;
     let latency_ms = started.elapsed().as_millis() as u64;

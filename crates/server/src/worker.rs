@@ -19,8 +19,6 @@ use crate::config::Config;
 use crate::state::AppState;
 
 pub const ANALYSIS: &str = "analysis";
-/// A lease long enough for a slow LLM answer; a crashed worker's item is rescued after it.
-const LEASE: Duration = Duration::from_secs(120);
 const BATCH: u32 = 8;
 
 /// Delays between LLM attempts before falling back to the rules engine.
@@ -104,7 +102,9 @@ pub async fn run_once(state: &AppState) -> Result<usize, StoreError> {
 }
 
 pub async fn run_once_at(state: &AppState, now: jiff::Timestamp) -> Result<usize, StoreError> {
-    let items = state.store.claim(&[ANALYSIS], &state.worker_id, BATCH, LEASE, now).await?;
+    // Long enough for a slow LLM answer; a crashed worker's item is rescued after it.
+    let lease = Duration::from_millis(state.config.analysis_lease_ms.max(state.config.llm_timeout_ms * 2));
+    let items = state.store.claim(&[ANALYSIS], &state.worker_id, BATCH, lease, now).await?;
     let results = futures_util::future::join_all(items.iter().map(|item| analyse(state, item, now))).await;
     for (item, r) in items.iter().zip(results) {
         if let Err(e) = r {

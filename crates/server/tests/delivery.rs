@@ -9,7 +9,8 @@ use dialnexa_testkit::fakes::zendesk::FakeZendesk;
 use serde_json::{Value, json};
 
 const AGENT: [&str; 4] = ["Thanks for calling Acme support, who is this?", "What is going on?", "Thanks, we're on it.", "Goodbye."];
-const CALLER: [&str; 3] = ["Hal Jordan from Globex, hal@globex.example", "our orders API is down, every request fails with a 503 since 2pm, customers cannot order", "thanks"];
+const CALLER: [&str; 3] =
+    ["Hal Jordan from Globex, hal@globex.example", "our orders API is down, every request fails with a 503 since 2pm, customers cannot order", "thanks"];
 
 async fn setup(config: impl Fn(&FakeZendesk) -> Value) -> (TestApp, FakeZendesk, String) {
     let app = TestApp::builder().config(|c| c.handoff_timeout_ms = 1_000).start().await;
