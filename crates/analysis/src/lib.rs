@@ -100,7 +100,13 @@ mod tests {
             call_time: jiff::Timestamp::UNIX_EPOCH,
             timezone: "UTC".into(),
             transcript: (0..turns)
-                .map(|i| TranscriptTurn { index: i as u32, role: if i % 2 == 0 { Role::Agent } else { Role::Caller }, text: "é".repeat(chars_each), start_ms: 0, end_ms: 0 })
+                .map(|i| TranscriptTurn {
+                    index: i as u32,
+                    role: if i % 2 == 0 { Role::Agent } else { Role::Caller },
+                    text: "é".repeat(chars_each),
+                    start_ms: 0,
+                    end_ms: 0,
+                })
                 .collect(),
             schema: AnalysisConfig::default().resolve("analysis").unwrap(),
         }

@@ -28,7 +28,10 @@ fn text_of(pairs: &[(Role, &str)], a: &Analysis, name: &str) -> String {
 fn caller_name_company_and_contacts() {
     let t = [
         (Agent, "Thanks for calling, this is Priya."),
-        (Caller, "Hi Priya, this is Dana Whitfield from Copper Canyon Solar. My email is Dana.Whitfield@CopperCanyon.example.com and my cell is (415) 555-0123."),
+        (
+            Caller,
+            "Hi Priya, this is Dana Whitfield from Copper Canyon Solar. My email is Dana.Whitfield@CopperCanyon.example.com and my cell is (415) 555-0123.",
+        ),
     ];
     let a = run(&t);
     assert_eq!(field(&a, "caller_name"), Some(json!("Dana Whitfield")));
@@ -63,7 +66,12 @@ fn asr_spoken_email_phone_endpoint_and_status() {
 
 #[test]
 fn regions_in_aws_gcp_and_spoken_forms() {
-    for (said, want) in [("we run in U.S. East 1", "us-east-1"), ("our cluster is in eu-west-1", "eu-west-1"), ("it's gcp europe-west1", "europe-west1"), ("ap south east two", "ap-southeast-2")] {
+    for (said, want) in [
+        ("we run in U.S. East 1", "us-east-1"),
+        ("our cluster is in eu-west-1", "eu-west-1"),
+        ("it's gcp europe-west1", "europe-west1"),
+        ("ap south east two", "ap-southeast-2"),
+    ] {
         let a = run(&[(Agent, "Which region?"), (Caller, said)]);
         assert_eq!(field(&a, "region"), Some(json!(want)), "{said}");
     }

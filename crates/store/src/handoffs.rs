@@ -12,7 +12,8 @@ use dialnexa_core::CallId;
 use crate::db::{SqlStore, conflict_on_unique, get, json, ms, ts, ts_opt, u32_of};
 use crate::queue::{Claimed, Completion, NewWork, fence_holds, insert_work};
 use crate::{
-    FollowUpRecord, HandoffAttemptRecord, HandoffFilter, HandoffRecord, HandoffResult, IntegrationRecord, Plan, QueueStep, RecurringReason, Result, ReviewItemRecord, StoreError,
+    FollowUpRecord, HandoffAttemptRecord, HandoffFilter, HandoffRecord, HandoffResult, IntegrationRecord, Plan, QueueStep, RecurringReason, Result,
+    ReviewItemRecord, StoreError,
 };
 
 fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
@@ -51,11 +52,20 @@ pub(crate) async fn create_integration(s: &SqlStore, i: &IntegrationRecord) -> R
 }
 
 pub(crate) async fn list_integrations(s: &SqlStore) -> Result<Vec<IntegrationRecord>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {INTEGRATION_COLS} FROM integrations ORDER BY created_at, integration_id"))).fetch_all(&s.pool).await?.iter().map(integration_from).collect()
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {INTEGRATION_COLS} FROM integrations ORDER BY created_at, integration_id")))
+        .fetch_all(&s.pool)
+        .await?
+        .iter()
+        .map(integration_from)
+        .collect()
 }
 
 pub(crate) async fn get_integration(s: &SqlStore, id: &str) -> Result<IntegrationRecord> {
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE integration_id = $1"))).bind(id).fetch_optional(&s.pool).await?.ok_or(StoreError::NotFound)?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE integration_id = $1")))
+        .bind(id)
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     integration_from(&r)
 }
 
@@ -87,15 +97,17 @@ pub(crate) async fn write_plan(tx: &mut Transaction<'static, Any>, call_id: &Cal
             continue;
         }
         if let Some(r) = &p.review {
-            sqlx::query("INSERT INTO review_items (review_id, call_id, handoff_id, reason, detail, status, created_at) VALUES ($1, $2, $3, $4, $5, 'open', $6)")
-                .bind(&r.review_id)
-                .bind(call_id.as_str())
-                .bind(&h.handoff_id)
-                .bind(&r.reason)
-                .bind(&r.detail)
-                .bind(now_ms)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO review_items (review_id, call_id, handoff_id, reason, detail, status, created_at) VALUES ($1, $2, $3, $4, $5, 'open', $6)",
+            )
+            .bind(&r.review_id)
+            .bind(call_id.as_str())
+            .bind(&h.handoff_id)
+            .bind(&r.reason)
+            .bind(&r.detail)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
         }
         if let Some(w) = &p.work {
             insert_work(tx, w, now).await?;
@@ -147,7 +159,11 @@ fn handoff_from(r: &AnyRow) -> Result<HandoffRecord> {
 }
 
 pub(crate) async fn get_handoff(s: &SqlStore, id: &str) -> Result<HandoffRecord> {
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {HANDOFF_COLS} FROM handoffs WHERE handoff_id = $1"))).bind(id).fetch_optional(&s.pool).await?.ok_or(StoreError::NotFound)?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {HANDOFF_COLS} FROM handoffs WHERE handoff_id = $1")))
+        .bind(id)
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     handoff_from(&r)
 }
 
@@ -217,7 +233,15 @@ pub(crate) async fn handoff_sending(s: &SqlStore, id: &str, now: jiff::Timestamp
 }
 
 /// Record an attempt, update the handoff and take the queue step, in one fenced transaction.
-pub(crate) async fn finish_delivery(s: &SqlStore, item: &Claimed, id: &str, attempt: &HandoffAttemptRecord, result: &HandoffResult, step: &QueueStep, now: jiff::Timestamp) -> Result<Completion> {
+pub(crate) async fn finish_delivery(
+    s: &SqlStore,
+    item: &Claimed,
+    id: &str,
+    attempt: &HandoffAttemptRecord,
+    result: &HandoffResult,
+    step: &QueueStep,
+    now: jiff::Timestamp,
+) -> Result<Completion> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
     if !fence_holds(&mut tx, s.backend, item, now_ms).await? {
@@ -257,14 +281,29 @@ pub(crate) async fn finish_delivery(s: &SqlStore, item: &Claimed, id: &str, atte
 #[allow(clippy::too_many_arguments)]
 /// Settle a handoff without an attempt (held for review, skipped at send time), completing
 /// its work item in the same fenced transaction.
-pub(crate) async fn settle_handoff(s: &SqlStore, item: &Claimed, id: &str, status: &str, reason: &str, review: Option<&crate::NewReview>, call_id: &CallId, now: jiff::Timestamp) -> Result<Completion> {
+pub(crate) async fn settle_handoff(
+    s: &SqlStore,
+    item: &Claimed,
+    id: &str,
+    status: &str,
+    reason: &str,
+    review: Option<&crate::NewReview>,
+    call_id: &CallId,
+    now: jiff::Timestamp,
+) -> Result<Completion> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
     if !crate::queue::complete_in(&mut tx, item, now_ms).await? {
         tx.rollback().await?;
         return Ok(Completion::Stale);
     }
-    sqlx::query("UPDATE handoffs SET status = $2, reason = $3, updated_at = $4 WHERE handoff_id = $1").bind(id).bind(status).bind(reason).bind(now_ms).execute(&mut *tx).await?;
+    sqlx::query("UPDATE handoffs SET status = $2, reason = $3, updated_at = $4 WHERE handoff_id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
     if let Some(r) = review {
         sqlx::query("INSERT INTO review_items (review_id, call_id, handoff_id, reason, detail, status, created_at) VALUES ($1, $2, $3, $4, $5, 'open', $6)")
             .bind(&r.review_id)
@@ -289,7 +328,12 @@ pub(crate) async fn requeue_handoff(s: &SqlStore, id: &str, allowed: &[&str], wo
         tx.rollback().await?;
         return Err(StoreError::Conflict(format!("the handoff is {status}")));
     }
-    sqlx::query("UPDATE handoffs SET status = 'planned', reason = $2, next_attempt_at = NULL, updated_at = $3 WHERE handoff_id = $1").bind(id).bind(reason).bind(ms(now)).execute(&mut *tx).await?;
+    sqlx::query("UPDATE handoffs SET status = 'planned', reason = $2, next_attempt_at = NULL, updated_at = $3 WHERE handoff_id = $1")
+        .bind(id)
+        .bind(reason)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
     insert_work(&mut tx, work, now).await?;
     tx.commit().await?;
     get_handoff(s, id).await
@@ -314,26 +358,47 @@ fn review_from(r: &AnyRow) -> Result<ReviewItemRecord> {
 
 pub(crate) async fn list_reviews(s: &SqlStore, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
     let rows = match (status, call_id) {
-        (_, Some(c)) => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE call_id = $1 ORDER BY created_at, review_id LIMIT $2")))
-            .bind(c.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&s.pool)
-            .await?,
-        (Some(st), None) => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE status = $1 ORDER BY created_at, review_id LIMIT $2")))
-            .bind(st)
-            .bind(i64::from(limit))
-            .fetch_all(&s.pool)
-            .await?,
-        (None, None) => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items ORDER BY created_at, review_id LIMIT $1"))).bind(i64::from(limit)).fetch_all(&s.pool).await?,
+        (_, Some(c)) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE call_id = $1 ORDER BY created_at, review_id LIMIT $2")))
+                .bind(c.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
+        (Some(st), None) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE status = $1 ORDER BY created_at, review_id LIMIT $2")))
+                .bind(st)
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
+        (None, None) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items ORDER BY created_at, review_id LIMIT $1")))
+                .bind(i64::from(limit))
+                .fetch_all(&s.pool)
+                .await?
+        }
     };
     rows.iter().map(review_from).collect()
 }
 
 /// Decide an open review item. Approving requeues its handoff (with `work`); rejecting skips it.
-pub(crate) async fn decide_review(s: &SqlStore, id: &str, approve: bool, note: Option<&str>, by: &str, work: Option<&NewWork>, now: jiff::Timestamp) -> Result<ReviewItemRecord> {
+pub(crate) async fn decide_review(
+    s: &SqlStore,
+    id: &str,
+    approve: bool,
+    note: Option<&str>,
+    by: &str,
+    work: Option<&NewWork>,
+    now: jiff::Timestamp,
+) -> Result<ReviewItemRecord> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1"))).bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1")))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let item = review_from(&r)?;
     if item.status != "open" {
         tx.rollback().await?;
@@ -393,20 +458,26 @@ fn follow_from(r: &AnyRow) -> Result<FollowUpRecord> {
 pub(crate) async fn list_follow_ups(s: &SqlStore, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>> {
     let k = kind.unwrap_or("%");
     let st = status.unwrap_or("%");
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE kind LIKE $1 AND status LIKE $2 ORDER BY created_at, follow_up_id LIMIT $3")))
-        .bind(k)
-        .bind(st)
-        .bind(i64::from(limit))
-        .fetch_all(&s.pool)
-        .await?
-        .iter()
-        .map(follow_from)
-        .collect()
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {FOLLOW_COLS} FROM follow_ups WHERE kind LIKE $1 AND status LIKE $2 ORDER BY created_at, follow_up_id LIMIT $3"
+    )))
+    .bind(k)
+    .bind(st)
+    .bind(i64::from(limit))
+    .fetch_all(&s.pool)
+    .await?
+    .iter()
+    .map(follow_from)
+    .collect()
 }
 
 pub(crate) async fn complete_follow_up(s: &SqlStore, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord> {
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1"))).bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1")))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let mut f = follow_from(&r)?;
     if f.status != "open" {
         tx.rollback().await?;
@@ -415,7 +486,12 @@ pub(crate) async fn complete_follow_up(s: &SqlStore, id: &str, note: Option<&str
     if let (Some(n), serde_json::Value::Object(m)) = (note, &mut f.detail) {
         m.insert("completion_note".into(), serde_json::Value::String(n.to_owned()));
     }
-    sqlx::query("UPDATE follow_ups SET status = 'done', completed_at = $2, detail = $3 WHERE follow_up_id = $1").bind(id).bind(ms(now)).bind(f.detail.to_string()).execute(&mut *tx).await?;
+    sqlx::query("UPDATE follow_ups SET status = 'done', completed_at = $2, detail = $3 WHERE follow_up_id = $1")
+        .bind(id)
+        .bind(ms(now))
+        .bind(f.detail.to_string())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1"))).bind(id).fetch_one(&s.pool).await?;
     follow_from(&r)
@@ -446,7 +522,15 @@ pub(crate) async fn recurring(s: &SqlStore, since: jiff::Timestamp, limit: u32) 
 
 /// Recent sent handoffs of this integration and action for calls that share the customer,
 /// caller email or phone and the category: the record to update instead of creating anew.
-pub(crate) async fn recent_match(s: &SqlStore, integration_id: &str, action: &str, category: &str, keys: &[String], exclude: &CallId, since: jiff::Timestamp) -> Result<Option<HandoffRecord>> {
+pub(crate) async fn recent_match(
+    s: &SqlStore,
+    integration_id: &str,
+    action: &str,
+    category: &str,
+    keys: &[String],
+    exclude: &CallId,
+    since: jiff::Timestamp,
+) -> Result<Option<HandoffRecord>> {
     if keys.is_empty() {
         return Ok(None);
     }
@@ -456,7 +540,14 @@ pub(crate) async fn recent_match(s: &SqlStore, integration_id: &str, action: &st
          ORDER BY h.created_at DESC LIMIT 200",
         HANDOFF_COLS.split(", ").map(|c| format!("h.{c}")).collect::<Vec<_>>().join(", ")
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(integration_id).bind(action).bind(category).bind(exclude.as_str()).bind(ms(since)).fetch_all(&s.pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(integration_id)
+        .bind(action)
+        .bind(category)
+        .bind(exclude.as_str())
+        .bind(ms(since))
+        .fetch_all(&s.pool)
+        .await?;
     for r in rows {
         let h = handoff_from(&r)?;
         let theirs = crate::handoffs::match_keys(&h.payload);
@@ -470,5 +561,8 @@ pub(crate) async fn recent_match(s: &SqlStore, integration_id: &str, action: &st
 /// The keys two calls are matched on: customer, caller email and phone (lower-cased).
 pub fn match_keys(payload: &serde_json::Value) -> Vec<String> {
     let caller = &payload["caller"];
-    ["customer", "email", "phone"].iter().filter_map(|k| caller.get(*k).and_then(|v| v.as_str()).filter(|v| !v.trim().is_empty()).map(|v| format!("{k}:{}", v.trim().to_lowercase()))).collect()
+    ["customer", "email", "phone"]
+        .iter()
+        .filter_map(|k| caller.get(*k).and_then(|v| v.as_str()).filter(|v| !v.trim().is_empty()).map(|v| format!("{k}:{}", v.trim().to_lowercase())))
+        .collect()
 }

@@ -92,14 +92,7 @@ pub trait Store: Send + Sync + 'static {
     /// Write an analysis onto its call, complete the work item that produced it and enqueue
     /// the work it causes, in one transaction fenced by the item's lease: a worker that lost
     /// its lease writes nothing (`Completion::Stale`).
-    async fn finish_analysis(
-        &self,
-        item: &Claimed,
-        call_id: &CallId,
-        update: &AnalysisUpdate,
-        plan: &Plan,
-        now: jiff::Timestamp,
-    ) -> Result<Completion>;
+    async fn finish_analysis(&self, item: &Claimed, call_id: &CallId, update: &AnalysisUpdate, plan: &Plan, now: jiff::Timestamp) -> Result<Completion>;
     /// Request a new analysis: mark it pending and enqueue the work, in one transaction.
     async fn request_analysis(&self, call_id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()>;
 
@@ -111,13 +104,46 @@ pub trait Store: Send + Sync + 'static {
     async fn list_handoffs(&self, filter: &HandoffFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<HandoffRecord>>;
     async fn handoff_attempts(&self, id: &str) -> Result<Vec<HandoffAttemptRecord>>;
     async fn handoff_sending(&self, id: &str, now: jiff::Timestamp) -> Result<()>;
-    async fn finish_delivery(&self, item: &Claimed, id: &str, attempt: &HandoffAttemptRecord, result: &HandoffResult, step: &QueueStep, now: jiff::Timestamp) -> Result<Completion>;
+    async fn finish_delivery(
+        &self,
+        item: &Claimed,
+        id: &str,
+        attempt: &HandoffAttemptRecord,
+        result: &HandoffResult,
+        step: &QueueStep,
+        now: jiff::Timestamp,
+    ) -> Result<Completion>;
     #[allow(clippy::too_many_arguments)]
-    async fn settle_handoff(&self, item: &Claimed, id: &str, status: &str, reason: &str, review: Option<&NewReview>, call_id: &CallId, now: jiff::Timestamp) -> Result<Completion>;
+    async fn settle_handoff(
+        &self,
+        item: &Claimed,
+        id: &str,
+        status: &str,
+        reason: &str,
+        review: Option<&NewReview>,
+        call_id: &CallId,
+        now: jiff::Timestamp,
+    ) -> Result<Completion>;
     async fn requeue_handoff(&self, id: &str, allowed: &[&str], work: &NewWork, reason: &str, now: jiff::Timestamp) -> Result<HandoffRecord>;
-    async fn recent_match(&self, integration_id: &str, action: &str, category: &str, keys: &[String], exclude: &CallId, since: jiff::Timestamp) -> Result<Option<HandoffRecord>>;
+    async fn recent_match(
+        &self,
+        integration_id: &str,
+        action: &str,
+        category: &str,
+        keys: &[String],
+        exclude: &CallId,
+        since: jiff::Timestamp,
+    ) -> Result<Option<HandoffRecord>>;
     async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>>;
-    async fn decide_review(&self, id: &str, approve: bool, note: Option<&str>, by: &str, work: Option<&NewWork>, now: jiff::Timestamp) -> Result<ReviewItemRecord>;
+    async fn decide_review(
+        &self,
+        id: &str,
+        approve: bool,
+        note: Option<&str>,
+        by: &str,
+        work: Option<&NewWork>,
+        now: jiff::Timestamp,
+    ) -> Result<ReviewItemRecord>;
     async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>>;
     async fn complete_follow_up(&self, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord>;
     async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>>;
@@ -222,14 +248,7 @@ impl Store for SqlStore {
     async fn set_call_analysis(&self, call_id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()> {
         calls::set_call_analysis(self, call_id, analysis, now).await
     }
-    async fn finish_analysis(
-        &self,
-        item: &Claimed,
-        call_id: &CallId,
-        update: &AnalysisUpdate,
-        plan: &Plan,
-        now: jiff::Timestamp,
-    ) -> Result<Completion> {
+    async fn finish_analysis(&self, item: &Claimed, call_id: &CallId, update: &AnalysisUpdate, plan: &Plan, now: jiff::Timestamp) -> Result<Completion> {
         calls::finish_analysis(self, item, call_id, update, plan, now).await
     }
     async fn request_analysis(&self, call_id: &CallId, pending: &serde_json::Value, work: &NewWork, now: jiff::Timestamp) -> Result<()> {
@@ -256,22 +275,55 @@ impl Store for SqlStore {
     async fn handoff_sending(&self, id: &str, now: jiff::Timestamp) -> Result<()> {
         handoffs::handoff_sending(self, id, now).await
     }
-    async fn finish_delivery(&self, item: &Claimed, id: &str, attempt: &HandoffAttemptRecord, result: &HandoffResult, step: &QueueStep, now: jiff::Timestamp) -> Result<Completion> {
+    async fn finish_delivery(
+        &self,
+        item: &Claimed,
+        id: &str,
+        attempt: &HandoffAttemptRecord,
+        result: &HandoffResult,
+        step: &QueueStep,
+        now: jiff::Timestamp,
+    ) -> Result<Completion> {
         handoffs::finish_delivery(self, item, id, attempt, result, step, now).await
     }
-    async fn settle_handoff(&self, item: &Claimed, id: &str, status: &str, reason: &str, review: Option<&NewReview>, call_id: &CallId, now: jiff::Timestamp) -> Result<Completion> {
+    async fn settle_handoff(
+        &self,
+        item: &Claimed,
+        id: &str,
+        status: &str,
+        reason: &str,
+        review: Option<&NewReview>,
+        call_id: &CallId,
+        now: jiff::Timestamp,
+    ) -> Result<Completion> {
         handoffs::settle_handoff(self, item, id, status, reason, review, call_id, now).await
     }
     async fn requeue_handoff(&self, id: &str, allowed: &[&str], work: &NewWork, reason: &str, now: jiff::Timestamp) -> Result<HandoffRecord> {
         handoffs::requeue_handoff(self, id, allowed, work, reason, now).await
     }
-    async fn recent_match(&self, integration_id: &str, action: &str, category: &str, keys: &[String], exclude: &CallId, since: jiff::Timestamp) -> Result<Option<HandoffRecord>> {
+    async fn recent_match(
+        &self,
+        integration_id: &str,
+        action: &str,
+        category: &str,
+        keys: &[String],
+        exclude: &CallId,
+        since: jiff::Timestamp,
+    ) -> Result<Option<HandoffRecord>> {
         handoffs::recent_match(self, integration_id, action, category, keys, exclude, since).await
     }
     async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
         handoffs::list_reviews(self, status, call_id, limit).await
     }
-    async fn decide_review(&self, id: &str, approve: bool, note: Option<&str>, by: &str, work: Option<&NewWork>, now: jiff::Timestamp) -> Result<ReviewItemRecord> {
+    async fn decide_review(
+        &self,
+        id: &str,
+        approve: bool,
+        note: Option<&str>,
+        by: &str,
+        work: Option<&NewWork>,
+        now: jiff::Timestamp,
+    ) -> Result<ReviewItemRecord> {
         handoffs::decide_review(self, id, approve, note, by, work, now).await
     }
     async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>> {

@@ -236,7 +236,12 @@ pub(crate) async fn fence_holds(tx: &mut Transaction<'static, Any>, backend: Bac
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     };
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM work_items WHERE {FENCE}{lock}"))).bind(&c.id).bind(c.lease_seq).bind(now_ms).fetch_optional(&mut **tx).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM work_items WHERE {FENCE}{lock}")))
+        .bind(&c.id)
+        .bind(c.lease_seq)
+        .bind(now_ms)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(row.is_some())
 }
 
@@ -245,7 +250,9 @@ pub(crate) async fn step_in(tx: &mut Transaction<'static, Any>, c: &Claimed, ste
     let (state, run_at, error, outcome, finished, completion) = match step {
         crate::QueueStep::Complete => ("done", now_ms, None, "succeeded", Some(now_ms), Completion::Done),
         crate::QueueStep::RetryAt { at, error } => ("queued", ms(*at), Some(error.as_str()), "retrying", None, Completion::Retrying { at: *at }),
-        crate::QueueStep::Finish { state, error } => (*state, now_ms, Some(error.as_str()), "failed", Some(now_ms), if *state == "dead" { Completion::Dead } else { Completion::Failed }),
+        crate::QueueStep::Finish { state, error } => {
+            (*state, now_ms, Some(error.as_str()), "failed", Some(now_ms), if *state == "dead" { Completion::Dead } else { Completion::Failed })
+        }
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE work_items SET state = $4, last_error = COALESCE($5, last_error), run_at = $6, finished_at = $7, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 WHERE {FENCE}"

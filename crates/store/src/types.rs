@@ -343,9 +343,15 @@ pub struct HandoffResult {
 #[derive(Debug, Clone)]
 pub enum QueueStep {
     Complete,
-    RetryAt { at: jiff::Timestamp, error: String },
+    RetryAt {
+        at: jiff::Timestamp,
+        error: String,
+    },
     /// Final: `failed` (not worth retrying) or `dead` (retries ran out).
-    Finish { state: &'static str, error: String },
+    Finish {
+        state: &'static str,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -475,7 +475,13 @@ async fn analysis_is_written_under_the_lease(b: Backend) {
             review: None,
             work: Some(work),
         }],
-        follow_ups: vec![NewFollowUp { follow_up_id: format!("fu_{}", uuid_like()), kind: "callback".into(), detail: serde_json::json!({"phone": "+15550100001"}), due_at: None, key: format!("{id}:callback:0") }],
+        follow_ups: vec![NewFollowUp {
+            follow_up_id: format!("fu_{}", uuid_like()),
+            kind: "callback".into(),
+            detail: serde_json::json!({"phone": "+15550100001"}),
+            due_at: None,
+            key: format!("{id}:callback:0"),
+        }],
         reason_key: Some("incident: payments api".into()),
     };
     // The worker that lost its lease writes nothing, and causes nothing.

@@ -5,6 +5,7 @@
 
 mod extract;
 mod session;
+pub mod speech;
 mod text;
 mod text_call;
 

@@ -43,14 +43,14 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             Caller,
             1.5,
             "customer impact",
-            r"\b(customers? (?:can't|cannot|aren't|are not)|users (?:can't|cannot)|losing (?:money|revenue|bookings|orders|sales)|every (?:single )?(?:one|call|request|send|webhook|delivery|build|order|caller)|all (?:of )?our (?:calls|requests|builds|numbers|inbound|orders|staff|stores|agents|customers|drivers)|whole weekend|the whole)\b",
+            r"\b(customers? (?:can't|cannot|aren't|are not)|users (?:can't|cannot)|losing (?:money|revenue|bookings|orders|sales)|every (?:single )?(?:one|request|send|webhook|delivery|build|order|caller)|every (?:single )?call (?:fails|is failing|gets|returns|drops)|all (?:of )?our (?:calls|requests|builds|numbers|inbound|orders|staff|stores|agents|customers|drivers)|whole weekend|the whole)\b",
         ),
         cue(
             Incident,
             Caller,
             1.0,
             "errors in production",
-            r"\b(5\d\d|5xx|500s|503s|502s|504s|timing out|timeouts?|timed out|production|prod|since \d|since (?:this morning|yesterday|last night|saturday|sunday|monday|tuesday|wednesday|thursday|friday)|paged|pagerduty|on-call|on call|incident|right now|unacceptable|urgent|arriving [\w ]+ late|way late|rejected with|err_)\b",
+            r"\b(5\d\d|5xx|500s|503s|502s|504s|timing out|timeouts?|timed out|production|prod|since \d|since (?:this morning|yesterday|last night|saturday|sunday|monday|tuesday|wednesday|thursday|friday)|paged|pagerduty|on-call|on call|incident|unacceptable|(?:we've|we have) had zero|zero (?:bookings|orders|calls|payments|sales)|since (?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|midnight|noon)\b|urgent|arriving [\w ]+ late|way late|rejected with|err_)\b",
         ),
         cue(
             Incident,
@@ -195,7 +195,7 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
         cue(
             CallbackRequest,
             Agent,
-            1.0,
+            0.5,
             "the agent offered a callback",
             r"\b(would you like (?:us to call you back|a callback|a call back)|call you back|returning your (?:call|message)|book (?:a|an) [\w ]*call|call you (?:on|at|tomorrow|monday|tuesday|wednesday|thursday|friday))\b",
         ),

@@ -705,7 +705,13 @@ fn normalise(chars: &[char], norm: &mut String, map: &mut Vec<(u32, u32)>) {
                 if n >= 3 || (n == 2 && !letters.contains('a') && !letters.contains('i')) {
                     gap(&mut out, glue_next);
                     out.push(&letters, t.start, end);
-                    glue_next = false;
+                    // "s h h two two oh four" → "shh2204"
+                    glue_next = n <= 4
+                        && !matches!(
+                            letters.as_str(),
+                            "http" | "https" | "www" | "api" | "sso" | "sip" | "sms" | "url" | "ssl" | "tls" | "dns" | "ivr" | "sdk" | "us" | "uk" | "eu"
+                        )
+                        && toks.get(j).is_some_and(|nx| nx.space_before && is_number_word(&nx.s) && nx.s != "a");
                     prev_end = end;
                     i = j;
                     continue;

@@ -53,7 +53,7 @@ re!(
 );
 re!(
     AWS,
-    r"\b(us|eu|ap|sa|ca|me|af|il|mx|europe|asia|australia|northamerica|southamerica)[- ]?(east|west|north|south|central|northeast|northwest|southeast|southwest)[- ]?(\d)\b"
+    r"\b(us|eu|ap|a p|sa|ca|me|af|il|mx|europe|asia|australia|northamerica|southamerica)[- ]?(north ?east|north ?west|south ?east|south ?west|east|west|north|south|central)[- ]?(\d)\b"
 );
 re!(
     AZURE,
@@ -318,7 +318,7 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
     // Regions.
     for c in AWS.captures_iter(n) {
         let (Some(a), Some(p), Some(d), Some(k)) = (c.get(0), c.get(1), c.get(2), c.get(3)) else { continue };
-        out.extend(mention(doc, Kind::Region, canonical_region(p.as_str(), d.as_str(), k.as_str()), a.start(), a.end()));
+        out.extend(mention(doc, Kind::Region, canonical_region(&p.as_str().replace(' ', ""), &d.as_str().replace(' ', ""), k.as_str()), a.start(), a.end()));
     }
     for c in AZURE.captures_iter(n) {
         let Some(a) = c.get(0) else { continue };

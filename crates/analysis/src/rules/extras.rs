@@ -47,7 +47,7 @@ re!(
 );
 re!(
     HEALTH,
-    r"\b(diagnos\w+|diabet\w+|cancer|chemo\w*|pregnan\w+|hiv|depression|anxiety|medication|prescri\w+|surgery|mri|x-ray|ms relapse|multiple sclerosis|relapse|neurologist|oncolog\w+|psychiatr\w+|blood pressure|heart condition|asthma|epilep\w+|dementia|insulin|miscarriage|medical (?:condition|information|details|records|history|info)|mental health|therapy session|rehab|overdose|seizure\w*)\b"
+    r"\b(diagnos\w+|diabet\w+|cancer|chemo\w*|pregnan\w+|hiv|depression|anxiety|medication|prescri\w+|surgery|mri|x-ray|ms relapse|multiple sclerosis|relapse|neurologist|oncolog\w+|psychiatr\w+|blood pressure|heart condition|asthma|epilep\w+|dementia|insulin|miscarriage|medical (?:condition|records|history)|mental health|therapy session|rehab|overdose|seizure\w*)\b"
 );
 const NOT_SECRET: &[&str] = &[
     "wrong",
@@ -204,7 +204,7 @@ re!(
 );
 re!(
     OFFER,
-    r"\b(would you like (?:us to call you back|a callback|a call back|someone to call)|shall (?:we|i) call you|how about|does .* work for you|what time works|when (?:is|would be) a good time|book (?:a|an) [\w ]*call)\b"
+    r"\b(would you like (?:us to call you back|a callback|a call back|someone to call)|(?:will|'ll) (?:have (?:someone|somebody|[\w ]{1,30}) )?call you (?:back )?(?:tomorrow|today|on|at|this|next|monday|tuesday|wednesday|thursday|friday)|shall (?:we|i) call you|how about|does .* work for you|what time works|when (?:is|would be) a good time|book (?:a|an) [\w ]*call)\b"
 );
 
 pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) -> Vec<CallbackRequest> {
@@ -296,7 +296,7 @@ pub fn callback_fields(ctx: &Ctx, cbs: &[CallbackRequest], out: &mut FieldMap) {
 
 re!(
     PROMISE,
-    r"\b(i'll|i will|ill|we'll|we will|i'm going to|im going to|i am going to|we're going to|someone (?:from [\w ]+ )?will|(?:our|the) [\w-]+(?: [\w-]+)? (?:team )?will|you'll (?:get|receive|hear)|you will (?:get|receive|hear)|i've (?:opened|created|logged|filed|escalated|flagged|linked|booked|scheduled|sent)|i have (?:opened|created|logged|escalated)|i'm (?:opening|sending|escalating|paging|removing|submitting|raising|flagging|moving)|i am (?:removing|submitting|sending|opening))\b"
+    r"\b(i'll|i will|ill|we'll|we will|i'm going to|im going to|i am going to|we're going to|i can (?:send|email|have|get|book|reset|arrange)|(?:is|are) on (?:its|their) way|has been sent|just sent|someone (?:from [\w ]+ )?will|(?:our|the) [\w-]+(?: [\w-]+)? (?:team )?will|you'll (?:get|receive|hear)|you will (?:get|receive|hear)|i've (?:opened|created|logged|filed|escalated|flagged|linked|booked|scheduled|sent)|i have (?:opened|created|logged|escalated)|i'm (?:opening|sending|escalating|paging|removing|submitting|raising|flagging|moving)|i am (?:removing|submitting|sending|opening))\b"
 );
 re!(
     ACTION,

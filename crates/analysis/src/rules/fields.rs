@@ -42,7 +42,7 @@ pub fn claim(doc: &Doc, turn: usize, lstart: usize, lend: usize) -> Option<f64> 
             return None;
         }
         let s = doc.sentence_at(lstart)?;
-        let level = if s.end - s.start <= 160 {
+        let level = if s.end - s.start <= 90 || s.hedge == 0 {
             s.hedge
         } else {
             let cs = lex::clause_start(doc, lstart);
@@ -240,7 +240,7 @@ re!(
 );
 re!(
     AFFECT_CUE,
-    r"\b(affect|affected|affecting|impact|impacted|can't|cannot|unable|locked|blocked|stuck|down|failing|fail|errors?|broken|can not|all|every|none of|no one|nobody|not|waiting|idle|invite|add)\b"
+    r"\b(affect|affects|affected|affecting|impact|impacted|can't|cannot|unable|locked|blocked|stuck|down|failing|fail|errors?|broken|can not|all|every|none of|no one|nobody|not|waiting|idle|invite|add)\b"
 );
 
 re!(
@@ -287,7 +287,7 @@ re!(
 );
 re!(
     APPROVAL_NO,
-    r"\b(no approval (?:is )?(?:needed|required)|doesn't need (?:any )?approval|don't need (?:any )?approval|without approval|no sign[- ]off needed)\b"
+    r"\b(no approval (?:is )?(?:needed|required)|(?:i|we) can approve (?:it |this |that |this one )?(?:myself|ourselves|directly|right now)|doesn't need (?:any )?approval|don't need (?:any )?approval|without approval|no sign[- ]off needed)\b"
 );
 re!(
     REQUEST,
@@ -554,18 +554,35 @@ fn environment(ctx: &Ctx) -> Option<Found> {
         if i == 2 && matches!(w, "dev" | "development") {
             let around =
                 &doc.lower[lex::floor_boundary(&doc.lower, m.start().saturating_sub(12))..lex::ceil_boundary(&doc.lower, (m.end() + 14).min(doc.lower.len()))];
-            if !(around.contains("environment")
-                || around.contains(" in dev")
-                || around.contains(" on dev")
-                || around.contains("workspace")
-                || around.contains("instance")
-                || around.contains("server")
-                || around.contains("local"))
-            {
+            let env_ctx = [
+                "environment",
+                " in dev",
+                " on dev",
+                "workspace",
+                "instance",
+                "server",
+                "local",
+                "only dev",
+                "is dev",
+                "just dev",
+                "still dev",
+                "in development",
+                "only development",
+                "is development",
+            ];
+            if !env_ctx.iter().any(|w| around.contains(w)) {
                 continue;
             }
         }
-        let weight = if doc.is_caller(t) { 1.0 } else { 0.5 };
+        // An answer to "which environment?" counts most; an agent's confirmed read-back least.
+        let answer = doc.is_caller(t) && t > 0 && !doc.is_caller(t - 1) && ENV.is_match(doc.turn_lower(t - 1)) && m.start() < doc.turns[t].lower.0 + 40;
+        let weight = if !doc.is_caller(t) {
+            0.5
+        } else if answer {
+            1.6
+        } else {
+            1.0
+        };
         let s = &mut scores[i];
         s.0 += weight;
         if s.1.is_none() {
@@ -660,7 +677,7 @@ fn affected_users(ctx: &Ctx) -> Option<Found> {
             continue;
         }
         let noun = c.get(3).map(|m| m.as_str()).unwrap_or("");
-        if NOT_PEOPLE.contains(&noun) || num.as_str().len() == 4 && num.as_str().starts_with("20") {
+        if NOT_PEOPLE.contains(&noun) || lex::common_word(noun) || noun.len() < 4 {
             continue;
         }
         let sentence = doc.sentence_at(ls).map(|s| doc.sentence_text(s)).unwrap_or("");
@@ -846,7 +863,11 @@ fn deadline(ctx: &Ctx) -> Option<Found> {
             let cands: Vec<&time::Resolved> = all
                 .iter()
                 .filter(|r| {
-                    let pre = &ntext[..r.start];
+                    // The cue may sit inside the expression ("by friday").
+                    let inner = &ntext[r.start..r.end];
+                    let lead = ["by ", "before ", "until ", "due "].iter().find(|w| inner.starts_with(**w)).map(|w| w.len()).unwrap_or(0);
+                    let pre_owned = format!("{}{}", &ntext[..r.start], &inner[..lead]);
+                    let pre = pre_owned.as_str();
                     let post = &ntext[r.end..];
                     pre.ends_with("by ")
                         || pre.ends_with("before ")
@@ -874,7 +895,7 @@ fn deadline(ctx: &Ctx) -> Option<Found> {
 fn logs_referenced(ctx: &Ctx) -> Option<Found> {
     let doc = ctx.doc;
     static NOLOGS: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\b(haven't (?:checked|looked at) (?:the |our |any )?logs|didn't check (?:the )?logs|don't have (?:any |access to (?:the )?)?logs|no access to (?:the )?logs|no logs)\b").expect("nologs")
+        Regex::new(r"\b(haven't (?:checked|looked at|pulled) (?:the |our |any )?logs|didn't (?:check|pull|look at) (?:the |any |our )?logs|don't have (?:any |access to (?:the )?)?logs|no access to (?:the )?logs|no logs)\b").expect("nologs")
     });
     for m in LOGS_POS.find_iter(&doc.lower) {
         let t = doc.turn_of_lower(m.start());
@@ -883,8 +904,9 @@ fn logs_referenced(ctx: &Ctx) -> Option<Found> {
         }
         let s = doc.sentence_at(m.start())?;
         let text = doc.sentence_text(s);
-        if NOLOGS.is_match(text) {
-            return Some(found(json!(false), 0.6, doc.loc_lower(m.start(), m.end())?));
+        // "I didn't pull any logs": nothing to ground a claim on.
+        if NOLOGS.is_match(text) || negated(doc, m.start(), m.end()) {
+            continue;
         }
         if s.question && !text.contains("i have") && !text.contains("we have") {
             continue;

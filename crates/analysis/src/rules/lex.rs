@@ -37,7 +37,7 @@ static NEGATOR: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static POST_NEG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[^,;.!?]{0,30}?\b(is|are|was|were|looks?|seems?|has been|have been|'s|s)?\s*(fine|ok|okay|unaffected|not affected|isn't affected|aren't affected|working fine|working normally|working|healthy|normal|all good|totally fine|completely fine)\b")
+    Regex::new(r"^[^,;.!?]{0,20}?(?:\b(?:is|are|was|were|looks?|seems?|has been|have been|seem to be|is still|are still)\s+|'s\s+)(?:\w+\s+)?(fine|ok|okay|unaffected|not affected|working fine|working normally|working|healthy|normal|all good|totally fine|completely fine)\b|^[^,;.!?]{0,20}?\b(?:isn't|aren't|wasn't|is not|are not) (?:affected|impacted|the problem)\b")
         .expect("post neg")
 });
 

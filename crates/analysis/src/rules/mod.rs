@@ -701,7 +701,13 @@ fn custom_field(ctx: &Ctx, f: &SchemaField, fm: &FieldMap) -> Option<Found> {
                     continue;
                 }
                 let text = doc.sentence_text(s);
-                let Some(p) = keywords.iter().find_map(|k| find_word(text, k).map(|p| (p, k.len()))) else { continue };
+                // The keyword or its plural ("order_count" → "orders").
+                let Some(p) = keywords
+                    .iter()
+                    .find_map(|k| find_word(text, k).map(|p| (p, k.len())).or_else(|| find_word(text, &format!("{k}s")).map(|p| (p, k.len() + 1))))
+                else {
+                    continue;
+                };
                 let a = s.start + p.0;
                 match f.field_type {
                     Boolean => {
@@ -712,7 +718,15 @@ fn custom_field(ctx: &Ctx, f: &SchemaField, fm: &FieldMap) -> Option<Found> {
                         let Some(l) = doc.loc_lower(s.start, s.end) else { continue };
                         let (ns, ne) = doc.norm_range(l);
                         static NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b\d[\d,]*(?:\.\d+)?\b").expect("num"));
-                        if let Some(m) = NUM.find(&doc.norm[ns..ne])
+                        // The number nearest the keyword, not part of an id ("us-east-1").
+                        let seg = &doc.norm[ns..ne];
+                        let near = NUM
+                            .find_iter(seg)
+                            .filter(|m| !seg[..m.start()].ends_with(|c: char| c == '-' || c == '.' || c.is_alphabetic()))
+                            .filter_map(|m| doc.loc_norm(ns + m.start(), ns + m.end()).map(|l| (m, doc.lower_byte(l.turn, l.start).abs_diff(a))))
+                            .min_by_key(|x| x.1)
+                            .map(|x| x.0);
+                        if let Some(m) = near
                             && let Ok(v) = m.as_str().replace(',', "").parse::<f64>()
                         {
                             let loc = doc.loc_norm(ns + m.start(), ns + m.end()).unwrap_or(l);

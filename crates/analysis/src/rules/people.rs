@@ -480,7 +480,32 @@ fn find_company(doc: &Doc, ti: usize, ws: &[Word], cased: bool, name: Option<Loc
         if let Some((s, e)) = take(i + 1) {
             // Lower-case text: a company is 1..5 words; reject time words.
             let first = ws[s].lower.as_str();
-            if matches!(first, "home" | "work" | "night" | "noon") {
+            const NOT_COMPANY: &[&str] = &[
+                "home",
+                "work",
+                "night",
+                "noon",
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            ];
+            if NOT_COMPANY.contains(&first) {
                 continue;
             }
             best = Some((s, e, if name.is_some() { 0.85 } else { 0.6 }));

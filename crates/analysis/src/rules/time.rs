@@ -46,7 +46,7 @@ static CLOCK: LazyLock<Regex> = LazyLock::new(|| {
           | (?P<noon>noon|midday|lunchtime|lunch\ time|midnight)\b
           | (?P<h4>\d{1,2})\ o'?\ ?clock\b
           | (?P<half>half\ past|quarter\ past|quarter\ to|(?P<mp>\d{1,2})\ (?:minutes\ )?past|(?P<mt>\d{1,2})\ (?:minutes\ )?to)\ (?P<h5>\d{1,2})\b
-          | (?:at|around|about|after|from|since|before|by|til|till|until)\ (?P<h6>\d{1,4})\b(?P<tail>\ [a-z%]+|[\ ,.?!;]*$|[,.?!;])
+          | (?:at|around|about|after|from|since|before|by|til|till|until)\ (?P<h6>\d{1,4})(?:\ (?:minutes\ )?(?P<pt>past|to)\ (?P<h7>\d{1,2}))?\b(?P<tail>\ [a-z%]+|[\ ,.?!;]*$|[,.?!;])
         )",
     )
     .expect("clock regex")
@@ -250,12 +250,23 @@ fn parse_clocks(text: &str) -> Vec<Clock> {
         } else if let Some(h) = c.name("h6") {
             let v: i32 = h.as_str().parse().unwrap_or(9999);
             let tail = c.name("tail").map(|t| t.as_str().trim()).unwrap_or("");
+            // "at 10 a m": spoken am/pm after a bare hour.
+            let tail_end = c.name("tail").map(|t| t.end()).unwrap_or(g.1);
+            let ampm = (tail == "a" || tail == "p") && text[tail_end..].starts_with(" m") && !text[tail_end + 2..].starts_with(|ch: char| ch.is_alphanumeric());
             // "at 500 users", "around 20 requests": amounts, not times.
-            if NOT_TIME_UNIT.contains(&tail) {
+            if NOT_TIME_UNIT.contains(&tail) && !ampm {
                 continue;
             }
-            let (h, m) = if v >= 100 { ((v / 100) as i8, (v % 100) as i8) } else { (v as i8, 0) };
-            if (1..=12).contains(&h) && (0..60).contains(&m) {
+            let (h, m) = match (c.name("pt"), c.name("h7").and_then(|x| x.as_str().parse::<i8>().ok())) {
+                // "at twenty past two", "at ten to three"
+                (Some(pt), Some(h7)) if v < 60 && pt.as_str() == "past" => (h7, v as i8),
+                (Some(_), Some(h7)) if v < 60 && v > 0 => (if h7 == 1 { 12 } else { h7 - 1 }, 60 - v as i8),
+                _ if v >= 100 => ((v / 100) as i8, (v % 100) as i8),
+                _ => (v as i8, 0),
+            };
+            if ampm {
+                to24(h, m, Some(tail == "p")).map(|(h, m)| Clock { h, m, explicit: true, start: g.0, end: tail_end + 2 })
+            } else if (1..=12).contains(&h) && (0..60).contains(&m) {
                 let end = c.name("h6").map(|x| x.end()).unwrap_or(g.1);
                 Some(Clock { h, m, explicit: false, start: g.0, end })
             } else {
