@@ -18,7 +18,7 @@ impl OpenAiAsr {
 #[async_trait]
 impl Asr for OpenAiAsr {
     fn id(&self) -> String {
-        format!("{}", self.url)
+        self.url.clone()
     }
     async fn transcribe(&self, _samples: &[i16], _rate: u32, _language: Option<&str>) -> Result<String, SpeechError> {
         Err(SpeechError::Unavailable("not built yet".into()))
