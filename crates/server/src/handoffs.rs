@@ -328,3 +328,67 @@ pub fn resend_work(state: &AppState, h: &HandoffRecord, approved: bool) -> NewWo
         run_at: None,
     }
 }
+
+/// A kept promise closes the loop: the owner is told (Heartbeat) and the integrating
+/// system hears of it (webhook), once each, keyed by the follow-up.
+pub async fn close_promise(state: &AppState, f: &dialnexa_store::FollowUpRecord, now: jiff::Timestamp) -> Result<usize, StoreError> {
+    let call = state.store.get_call(&f.call_id).await?;
+    let what = f.detail.get("what").and_then(Value::as_str).unwrap_or("the promise").to_owned();
+    let to = f.detail.get("to_whom").and_then(Value::as_str).map(|t| format!(" to {t}")).unwrap_or_default();
+    let note = f.detail.get("completion_note").and_then(Value::as_str).map(|n| format!(" ({n})")).unwrap_or_default();
+    let owner = f.detail.get("owner").and_then(Value::as_str).map(str::to_owned);
+    let reason = format!("promise kept: {what}{to}{note}");
+    let mut plan = Plan::default();
+    for i in state.store.list_integrations().await?.into_iter().filter(|i| i.active) {
+        let action = match i.kind.as_str() {
+            "heartbeat" => "notify_owner",
+            "webhook" => "deliver",
+            _ => continue,
+        };
+        let payload = HandoffPayload {
+            call_id: call.row.call_id.to_string(),
+            title: format!("Promise kept: {what}"),
+            summary: format!("The promise made on this call{to} is done{note}. Confirm with the customer through the channel they were promised."),
+            reason: reason.clone(),
+            urgency: "medium".into(),
+            owner: owner.clone(),
+            next_step: format!(
+                "send the customer the promised update{}",
+                f.detail.get("channel").and_then(Value::as_str).map(|c| format!(" by {c}")).unwrap_or_default()
+            ),
+            category: call.row.category.clone().unwrap_or_else(|| "other".into()),
+            links: links(state, &call),
+            tags: vec![format!("call-{}", call.row.call_id), "dialnexa".into(), "promise_kept".into()],
+            options: [("follow_up_id".to_owned(), json!(f.follow_up_id))].into_iter().collect(),
+            ..Default::default()
+        };
+        let key = format!("{}:{}:{action}:promise_kept:{}", call.row.call_id, i.integration_id, f.follow_up_id);
+        let handoff_id = id("ho");
+        plan.handoffs.push(PlannedHandoff {
+            work: Some(NewWork {
+                kind: HANDOFF.into(),
+                payload: json!({ "handoff_id": handoff_id, "approved": true }),
+                dedup_key: Some(format!("handoff:{key}")),
+                max_attempts: state.config.handoff_max_attempts,
+                run_at: None,
+            }),
+            handoff: NewHandoff {
+                handoff_id,
+                call_id: call.row.call_id.clone(),
+                integration_id: i.integration_id.clone(),
+                integration_kind: i.kind.clone(),
+                action: action.into(),
+                idempotency_key: key,
+                status: "planned".into(),
+                reason: reason.clone(),
+                payload: serde_json::to_value(&payload).unwrap_or_default(),
+                phase: 1,
+                rule_name: Some("Close the loop on a kept promise".into()),
+            },
+            review: None,
+        });
+    }
+    let n = plan.handoffs.len();
+    state.store.plan_handoffs(&call.row.call_id, &plan, now).await?;
+    Ok(n)
+}

@@ -254,6 +254,15 @@ async fn customer_promise_is_tracked_and_closed() {
     assert_eq!((done.status, done.json()["status"].as_str()), (200, Some("done")));
     assert_eq!(s.app.post(&format!("/v1/follow-ups/{id}/complete"), &json!({})).await.status, 409);
     assert_eq!(s.app.get("/v1/follow-ups?kind=promise&status=open").await.json()["follow_ups"].as_array().unwrap().len(), 0);
+    // Closing the loop tells the owner, once.
+    s.settle().await;
+    let dms = s.hb.direct_messages();
+    assert_eq!(dms.len(), 1, "{dms:?}");
+    assert_eq!(dms[0].to, s.owner);
+    assert!(dms[0].text.contains("Promise kept") && dms[0].text.contains("credit note sent"), "{}", dms[0].text);
+    let after = s.app.get(&format!("/v1/calls/{}", call["call_id"].as_str().unwrap())).await.json();
+    let kept = after["handoffs"].as_array().unwrap().iter().find(|h| h["rule"] == "Close the loop on a kept promise").expect("a close-the-loop handoff");
+    assert_eq!(kept["status"], "sent", "{kept}");
 }
 
 #[tokio::test]

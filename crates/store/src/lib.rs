@@ -147,6 +147,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>>;
     async fn complete_follow_up(&self, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord>;
     async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>>;
+    /// Plan handoffs outside an analysis (e.g. closing a promise), in one transaction.
+    async fn plan_handoffs(&self, call_id: &CallId, plan: &Plan, now: jiff::Timestamp) -> Result<()>;
     /// Put a claimed item back without spending an attempt.
     async fn defer(&self, item: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion>;
 
@@ -334,6 +336,12 @@ impl Store for SqlStore {
     }
     async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>> {
         handoffs::recurring(self, since, limit).await
+    }
+    async fn plan_handoffs(&self, call_id: &CallId, plan: &Plan, now: jiff::Timestamp) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        handoffs::write_plan(&mut tx, call_id, plan, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
     async fn defer(&self, item: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion> {
         queue::defer(self, item, until, now).await

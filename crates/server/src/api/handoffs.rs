@@ -292,6 +292,8 @@ pub async fn list_follow_ups(State(state): State<AppState>, q: QueryPairs) -> Ap
     Ok(Json(page("follow_ups", &out, None)))
 }
 
+/// Mark a callback or promise done. A kept promise closes the loop: the owner is told and
+/// the integrating system hears of it.
 #[utoipa::path(post, path = "/v1/follow-ups/{follow_up_id}/complete", tag = "handoffs", request_body = DecisionIn, responses((status = 200, body = FollowUpOut), (status = 404), (status = 409)))]
 pub async fn complete_follow_up(
     State(state): State<AppState>,
@@ -299,11 +301,15 @@ pub async fn complete_follow_up(
     OptionalJson(body): OptionalJson<DecisionIn>,
 ) -> ApiResult<Json<FollowUpOut>> {
     let note = body.and_then(|b| b.note);
-    let f = state.store.complete_follow_up(&id, note.as_deref(), jiff::Timestamp::now()).await.map_err(|e| match e {
+    let now = jiff::Timestamp::now();
+    let f = state.store.complete_follow_up(&id, note.as_deref(), now).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found("follow-up"),
         StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "conflict", why),
         other => other.into(),
     })?;
+    if f.kind == "promise" {
+        crate::handoffs::close_promise(&state, &f, now).await?;
+    }
     Ok(Json(f.into()))
 }
 
