@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{call_id}", get(api::calls::get_one))
         .route("/calls/{call_id}/annotations", post(api::annotations::create))
         .route("/calls/{call_id}/analysis/rerun", post(api::calls::rerun_analysis))
+        .route("/calls/web", post(crate::webcall::create_web))
+        .route("/calls/{call_id}/end", post(crate::webcall::end))
+        .route("/calls/{call_id}/recording", get(api::recording::recording))
         .route("/annotations", get(api::annotations::list))
         .route("/integrations", post(api::integrations::create).get(api::integrations::list))
         .route("/integrations/recommended-rules", get(api::integrations::recommended_rules))
@@ -62,7 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route("/insights/recurring", get(api::handoffs::recurring))
         .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key));
+    // The stream authenticates with its access token, not an API key.
+    let open = Router::new().route("/v1/calls/{call_id}/stream", get(crate::webcall::stream));
     Router::new()
+        .merge(open)
+        .merge(crate::console::routes())
         .nest("/v1", v1)
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
@@ -121,7 +128,8 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     let engine = crate::worker::engine_from(config)?;
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
-    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id, http })
+    let speech = crate::webcall::speech_from(config)?;
+    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id, http, speech, live: Arc::default() })
 }
 
 /// Serve until the shutdown future resolves. Tests pass a listener bound to port 0 and

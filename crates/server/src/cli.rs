@@ -39,6 +39,15 @@ enum Command {
         /// Create the demo agent "Support line" and the demo number +15550100000 when absent.
         #[arg(long)]
         demo: bool,
+        /// Speech recognition: wyoming://HOST:PORT or an OpenAI-compatible https://.../v1 (env DIALNEXA_ASR).
+        #[arg(long)]
+        asr: Option<String>,
+        /// Speech synthesis: wyoming://HOST:PORT or an OpenAI-compatible https://.../v1 (env DIALNEXA_TTS).
+        #[arg(long)]
+        tts: Option<String>,
+        /// OpenAI-compatible chat-completions base URL for llm agents (env DIALNEXA_LLM_URL; key in DIALNEXA_LLM_API_KEY).
+        #[arg(long)]
+        llm: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -124,13 +133,27 @@ fn init_tracing() {
 }
 
 fn load(config: Option<&std::path::Path>, store: &StoreArgs, listen: Option<std::net::SocketAddr>, demo: bool) -> Result<Config, String> {
-    Config::load(config, &Overrides { listen, data_dir: store.data_dir.clone(), database_url: store.database_url.clone(), demo: demo.then_some(true) })
+    Config::load(
+        config,
+        &Overrides { listen, data_dir: store.data_dir.clone(), database_url: store.database_url.clone(), demo: demo.then_some(true), ..Overrides::default() },
+    )
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { listen, store, demo } => {
-            let config = load(cli.config.as_deref(), &store, listen, demo)?;
+        Command::Serve { listen, store, demo, asr, tts, llm } => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &Overrides {
+                    listen,
+                    data_dir: store.data_dir.clone(),
+                    database_url: store.database_url.clone(),
+                    demo: demo.then_some(true),
+                    asr,
+                    tts,
+                    llm_url: llm,
+                },
+            )?;
             let state = crate::app::prepare(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;

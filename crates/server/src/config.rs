@@ -48,6 +48,19 @@ pub struct Config {
     pub vip_customers: Vec<String>,
     /// Owner of callbacks and promises when a rule names none.
     pub follow_up_owner: String,
+    /// Speech recognition: `wyoming://HOST:PORT` or an OpenAI-compatible `https://.../v1`.
+    pub asr: Option<String>,
+    /// Speech synthesis: `wyoming://HOST:PORT` or an OpenAI-compatible `https://.../v1`.
+    pub tts: Option<String>,
+    pub tts_voice: Option<String>,
+    /// Secret: the API key of https speech providers.
+    pub speech_api_key: Option<String>,
+    /// Bound of the TTS audio cache, in bytes.
+    pub audio_cache_bytes: usize,
+    /// How long a web call's access token may wait before it is used.
+    pub web_token_ttl_secs: u64,
+    /// Quiet this long after the agent speaks: one reprompt, then hang up.
+    pub silence_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -74,6 +87,13 @@ impl Default for Config {
             analysis_lease_ms: 120_000,
             vip_customers: vec![],
             follow_up_owner: "support".into(),
+            asr: None,
+            tts: None,
+            tts_voice: None,
+            speech_api_key: None,
+            audio_cache_bytes: 64 * 1024 * 1024,
+            web_token_ttl_secs: 120,
+            silence_timeout_ms: 10_000,
         }
     }
 }
@@ -97,6 +117,9 @@ impl std::fmt::Debug for Config {
             .field("handoff_max_attempts", &self.handoff_max_attempts)
             .field("handoff_retry_secs", &self.handoff_retry_secs)
             .field("vip_customers", &self.vip_customers)
+            .field("asr", &self.asr)
+            .field("tts", &self.tts)
+            .field("speech_api_key", &self.speech_api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -112,6 +135,12 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_url: Option<String>,
 }
 
 impl Config {

@@ -4,15 +4,19 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod handoffs;
 pub mod idempotency;
+pub mod llmcall;
 pub mod state;
 pub mod testcall;
+pub mod webcall;
 pub mod worker;
 
 pub use app::{prepare, router, serve};

@@ -19,4 +19,8 @@ pub struct AppState {
     pub worker_id: String,
     /// The HTTP client towards integrations: no redirects, timeouts.
     pub http: reqwest::Client,
+    /// Speech recognition and synthesis, when configured (web calls need them).
+    pub speech: Option<Arc<crate::webcall::Speech>>,
+    /// Calls in progress on this node.
+    pub live: Arc<crate::webcall::LiveCalls>,
 }

@@ -198,6 +198,8 @@ pub async fn run(store: &dyn Store, req: TestCallRequest, plan: &AnalysisPlan, n
             url: None,
             duration_ms: None,
             reason: Some("test calls are text only: there is no audio to record".into()),
+            blob: None,
+            blob_channels: None,
         },
         audio_cache_hits: 0,
         audio_cache_misses: 0,

@@ -425,3 +425,122 @@ pub(crate) async fn request_analysis(s: &SqlStore, id: &CallId, pending: &serde_
     tx.commit().await?;
     Ok(())
 }
+
+pub(crate) async fn add_web_token(s: &SqlStore, call_id: &CallId, token_hash: &str, expires_at: jiff::Timestamp) -> Result<()> {
+    sqlx::query("INSERT INTO web_call_tokens (token_hash, call_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(token_hash)
+        .bind(call_id.as_str())
+        .bind(ms(expires_at))
+        .execute(&s.pool)
+        .await?;
+    Ok(())
+}
+
+/// Use a token once: the call it opens, or why not.
+pub(crate) async fn use_web_token(s: &SqlStore, token_hash: &str, now: jiff::Timestamp) -> Result<std::result::Result<CallId, crate::TokenRefusal>> {
+    let mut tx = s.begin_write().await?;
+    let Some(r) =
+        sqlx::query("SELECT call_id, expires_at, used_at FROM web_call_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(&mut *tx).await?
+    else {
+        tx.rollback().await?;
+        return Ok(Err(crate::TokenRefusal::Unknown));
+    };
+    let call_id = CallId::parse(&get::<String>(&r, "call_id")?).map_err(corrupt)?;
+    if get::<Option<i64>>(&r, "used_at")?.is_some() {
+        tx.rollback().await?;
+        return Ok(Err(crate::TokenRefusal::AlreadyUsed));
+    }
+    if get::<i64>(&r, "expires_at")? < ms(now) {
+        tx.rollback().await?;
+        return Ok(Err(crate::TokenRefusal::Expired));
+    }
+    let done = sqlx::query("UPDATE web_call_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
+        .bind(token_hash)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(Err(crate::TokenRefusal::AlreadyUsed));
+    }
+    tx.commit().await?;
+    Ok(Ok(call_id))
+}
+
+/// Move a call along its states (the caller's state machine decides what is legal).
+pub(crate) async fn set_call_status(s: &SqlStore, id: &CallId, status: &str, started_at: Option<jiff::Timestamp>, event: &TimelineEvent) -> Result<()> {
+    let mut tx = s.begin_write().await?;
+    sqlx::query("UPDATE calls SET status = $2, started_at = COALESCE($3, started_at), updated_at = $4 WHERE call_id = $1")
+        .bind(id.as_str())
+        .bind(status)
+        .bind(started_at.map(ms))
+        .bind(ms(event.at))
+        .execute(&mut *tx)
+        .await?;
+    append_events(&mut tx, id, std::slice::from_ref(event)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn append_events(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &CallId, events: &[TimelineEvent]) -> Result<()> {
+    let r = sqlx::query("SELECT COALESCE(MAX(seq), -1) AS last FROM call_events WHERE call_id = $1").bind(id.as_str()).fetch_one(&mut **tx).await?;
+    let mut seq: i64 = get::<i64>(&r, "last")? + 1;
+    for e in events {
+        sqlx::query("INSERT INTO call_events (call_id, seq, at, offset_ms, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id.as_str())
+            .bind(seq)
+            .bind(ms(e.at))
+            .bind(i64_of(e.offset_ms))
+            .bind(&e.kind)
+            .bind(&e.detail)
+            .execute(&mut **tx)
+            .await?;
+        seq += 1;
+    }
+    Ok(())
+}
+
+/// A live call ends: its final state, evidence and the work it causes, in one transaction.
+pub(crate) async fn finish_live_call(s: &SqlStore, id: &CallId, f: &crate::FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
+    let mut tx = s.begin_write().await?;
+    let done = sqlx::query(
+        "UPDATE calls SET status = $2, disconnection_reason = $3, started_at = COALESCE($4, started_at), ended_at = $5, duration_ms = $6, extracted_fields = $7, transfer = $8, recording = $9, \
+         audio_cache_hits = $10, audio_cache_misses = $11, analysis = $12, updated_at = $13 WHERE call_id = $1 AND status IN ('registered', 'ringing', 'ongoing')",
+    )
+    .bind(id.as_str())
+    .bind(&f.status)
+    .bind(&f.disconnection_reason)
+    .bind(f.started_at.map(ms))
+    .bind(ms(f.ended_at))
+    .bind(i64_of(f.duration_ms))
+    .bind(serde_json::to_string(&f.extracted_fields).map_err(corrupt)?)
+    .bind(f.transfer.as_ref().map(|v| v.to_string()))
+    .bind(serde_json::to_string(&f.recording).map_err(corrupt)?)
+    .bind(i64_of(f.audio_cache_hits))
+    .bind(i64_of(f.audio_cache_misses))
+    .bind(f.analysis.as_ref().map(|v| v.to_string()))
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::Conflict("the call has already ended".into()));
+    }
+    for t in &f.transcript {
+        sqlx::query("INSERT INTO call_turns (call_id, turn_index, role, text, start_ms, end_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id.as_str())
+            .bind(i64::from(t.index))
+            .bind(t.role.as_str())
+            .bind(&t.text)
+            .bind(i64_of(t.start_ms))
+            .bind(i64_of(t.end_ms))
+            .execute(&mut *tx)
+            .await?;
+    }
+    append_events(&mut tx, id, &f.timeline).await?;
+    for w in work {
+        insert_work(&mut tx, w, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -87,6 +87,12 @@ pub trait Store: Send + Sync + 'static {
     async fn add_annotation(&self, annotation: &Annotation) -> Result<()>;
     async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>>;
 
+    /// A single-use token that lets a browser join a web call until `expires_at`.
+    async fn add_web_token(&self, call_id: &CallId, token_hash: &str, expires_at: jiff::Timestamp) -> Result<()>;
+    async fn use_web_token(&self, token_hash: &str, now: jiff::Timestamp) -> Result<std::result::Result<CallId, TokenRefusal>>;
+    async fn set_call_status(&self, call_id: &CallId, status: &str, started_at: Option<jiff::Timestamp>, event: &dialnexa_core::TimelineEvent) -> Result<()>;
+    /// A live call ends: final state, evidence and work, in one transaction.
+    async fn finish_live_call(&self, call_id: &CallId, finished: &FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()>;
     /// Set the call's `analysis` object (pending, failed ...) without other changes.
     async fn set_call_analysis(&self, call_id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()>;
     /// Write an analysis onto its call, complete the work item that produced it and enqueue
@@ -246,6 +252,18 @@ impl Store for SqlStore {
     }
     async fn list_annotations(&self, filter: &AnnotationFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<Annotation>> {
         calls::list_annotations(self, filter, after, limit).await
+    }
+    async fn add_web_token(&self, call_id: &CallId, token_hash: &str, expires_at: jiff::Timestamp) -> Result<()> {
+        calls::add_web_token(self, call_id, token_hash, expires_at).await
+    }
+    async fn use_web_token(&self, token_hash: &str, now: jiff::Timestamp) -> Result<std::result::Result<CallId, TokenRefusal>> {
+        calls::use_web_token(self, token_hash, now).await
+    }
+    async fn set_call_status(&self, call_id: &CallId, status: &str, started_at: Option<jiff::Timestamp>, event: &dialnexa_core::TimelineEvent) -> Result<()> {
+        calls::set_call_status(self, call_id, status, started_at, event).await
+    }
+    async fn finish_live_call(&self, call_id: &CallId, finished: &FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
+        calls::finish_live_call(self, call_id, finished, work, now).await
     }
     async fn set_call_analysis(&self, call_id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()> {
         calls::set_call_analysis(self, call_id, analysis, now).await

@@ -31,6 +31,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_handoffs.sql"),
         postgres: include_str!("../migrations/postgres/0003_handoffs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "web_calls",
+        sqlite: include_str!("../migrations/sqlite/0004_web_calls.sql"),
+        postgres: include_str!("../migrations/postgres/0004_web_calls.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &SqlStore) -> Result<()> {

@@ -90,6 +90,12 @@ pub struct RecordingInfo {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Content address (SHA-256) of the mixed WAV in the blob store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    /// Content address of the two-channel WAV (caller left, agent right).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_channels: Option<String>,
 }
 
 /// The header row of a call: everything but the per-turn evidence.
@@ -385,4 +391,30 @@ pub struct RecurringReason {
     pub reason: String,
     pub count: u64,
     pub example_call_ids: Vec<String>,
+}
+
+/// Why a web-call token does not open its call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Expired,
+    AlreadyUsed,
+}
+
+/// The end of a live call: its final row fields and evidence.
+#[derive(Debug, Clone)]
+pub struct FinishedCall {
+    pub status: String,
+    pub disconnection_reason: String,
+    pub started_at: Option<jiff::Timestamp>,
+    pub ended_at: jiff::Timestamp,
+    pub duration_ms: u64,
+    pub extracted_fields: BTreeMap<String, ExtractedField>,
+    pub transfer: Option<serde_json::Value>,
+    pub recording: RecordingInfo,
+    pub audio_cache_hits: u64,
+    pub audio_cache_misses: u64,
+    pub analysis: Option<serde_json::Value>,
+    pub timeline: Vec<TimelineEvent>,
+    pub transcript: Vec<TranscriptTurn>,
 }

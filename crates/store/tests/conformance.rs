@@ -144,7 +144,7 @@ fn call(at: i64, entry: &str, status: &str, agent: &AgentId, version: u32, from:
             extracted_fields: fields,
             analysis: None,
             transfer: None,
-            recording: RecordingInfo { status: "none".into(), url: None, duration_ms: None, reason: None },
+            recording: RecordingInfo { status: "none".into(), url: None, duration_ms: None, reason: None, blob: None, blob_channels: None },
             audio_cache_hits: 0,
             audio_cache_misses: 0,
             metadata: serde_json::json!({"k": "v"}),

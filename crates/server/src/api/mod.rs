@@ -9,6 +9,7 @@ pub mod health;
 pub mod integrations;
 pub mod numbers;
 pub mod openapi;
+pub mod recording;
 pub mod routes;
 
 use serde::Serialize;

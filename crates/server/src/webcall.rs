@@ -1,0 +1,483 @@
+//! Web calls: a browser talks to an agent over a WebSocket.
+//!
+//! `POST /v1/calls/web` registers the call and answers a single-use access token that
+//! expires; `GET /v1/calls/{call_id}/stream?token=` upgrades to the WebSocket. Binary frames
+//! carry 16-bit little-endian PCM, 16 kHz mono, both ways; text frames carry JSON events
+//! (transcript updates, agent speaking, barge-in, call ended). Closing the socket is a caller
+//! hangup; `POST /v1/calls/{call_id}/end` ends the call from the API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dialnexa_core::agent::AgentConfig;
+use dialnexa_core::route::RouteRequest;
+use dialnexa_core::{CallId, CallStatus, DisconnectionReason, EntryPoint, TimelineEvent};
+use dialnexa_store::{CallRow, FinishedCall, NewCall, RecordingInfo, TokenRefusal};
+use dialnexa_voice::live::{AudioCache, FlowAgent, Inbound, LiveAgent, LiveConfig, LiveOutcome, Outbound, run_call};
+use dialnexa_voice::speech::{Asr, Tts};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, QueryPairs};
+use crate::state::AppState;
+
+/// The largest audio frame accepted: one second of 16 kHz 16-bit audio.
+pub const MAX_FRAME_BYTES: usize = 32_000;
+
+/// The speech providers, when configured.
+pub struct Speech {
+    pub asr: Arc<dyn Asr>,
+    pub tts: Arc<dyn Tts>,
+    pub cache: AudioCache,
+}
+
+/// Calls in progress on this node: how to reach each one.
+#[derive(Default)]
+pub struct LiveCalls {
+    calls: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+}
+
+impl LiveCalls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Inbound>>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+pub fn speech_from(config: &crate::config::Config) -> Result<Option<Arc<Speech>>, String> {
+    match (&config.asr, &config.tts) {
+        (Some(a), Some(t)) => {
+            let asr = dialnexa_voice::speech::asr_from_url(a, config.speech_api_key.clone()).map_err(|e| e.to_string())?;
+            let tts = dialnexa_voice::speech::tts_from_url(t, config.speech_api_key.clone(), config.tts_voice.clone()).map_err(|e| e.to_string())?;
+            Ok(Some(Arc::new(Speech { asr, tts, cache: AudioCache::new(config.audio_cache_bytes) })))
+        }
+        (None, None) => Ok(None),
+        _ => Err("voice needs both --asr and --tts (DIALNEXA_ASR, DIALNEXA_TTS)".into()),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebCallIn {
+    pub agent_id: String,
+    pub agent_version: Option<u32>,
+    #[schema(value_type = Object)]
+    pub metadata: Option<Value>,
+    pub variables: Option<BTreeMap<String, String>>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebCallOut {
+    pub call_id: String,
+    /// Single use; expires at `expires_at`.
+    pub access_token: String,
+    /// The WebSocket to open (16-bit PCM, 16 kHz mono, both ways; JSON text events).
+    pub stream_url: String,
+    pub expires_at: String,
+}
+
+fn ws_base(state: &AppState) -> String {
+    let base = state.config.public_base();
+    if let Some(rest) = base.strip_prefix("https://") { format!("wss://{rest}") } else { format!("ws://{}", base.trim_start_matches("http://")) }
+}
+
+/// Register a web call and answer how to join it.
+pub async fn create(state: &AppState, body: WebCallIn) -> ApiResult<WebCallOut> {
+    if state.speech.is_none() {
+        return Err(ApiError::unprocessable("speech_not_configured", "web calls need speech: start DialNexa with --asr and --tts (see docs/voice.md)"));
+    }
+    let agent_id = crate::api::routes::request_agent_id(Some(&body.agent_id))?;
+    if let Some(tz) = &body.timezone
+        && jiff::tz::TimeZone::get(tz).is_err()
+    {
+        return Err(ApiError::field("timezone", "not an IANA timezone"));
+    }
+    let metadata = body.metadata.unwrap_or_else(|| json!({}));
+    if !metadata.is_object() || metadata.to_string().len() > crate::testcall::MAX_METADATA_BYTES {
+        return Err(ApiError::field("metadata", "a JSON object of at most 16 KiB"));
+    }
+    let req = RouteRequest { entry_point: Some(EntryPoint::Web), agent_id, agent_version: body.agent_version, ..Default::default() };
+    let route = crate::api::routes::resolve_with(state.store.as_ref(), &req).await?;
+    let version = state.store.get_version(&route.agent_id, route.agent_version).await?;
+    if let Ok(AgentConfig::Llm(_)) = AgentConfig::parse(&version.config)
+        && state.config.llm_url.is_none()
+    {
+        return Err(ApiError::unprocessable("llm_not_configured", "this is an llm agent: start DialNexa with --llm URL (DIALNEXA_LLM_URL)"));
+    }
+    let now = jiff::Timestamp::now();
+    let call_id = CallId::generate();
+    let mut metadata = metadata;
+    if let (Some(vars), Value::Object(m)) = (&body.variables, &mut metadata) {
+        m.insert("variables".into(), json!(vars));
+    }
+    let row = CallRow {
+        call_id: call_id.clone(),
+        entry_point: "web".into(),
+        direction: "web".into(),
+        from_number: None,
+        to_number: None,
+        agent_id: Some(route.agent_id.clone()),
+        agent_version: Some(route.agent_version),
+        config_hash: Some(route.config_hash.clone()),
+        route: json!({ "entry_point": "web", "agent_name": route.agent_name, "explanation": route.explanation }),
+        batch_id: None,
+        workflow_id: None,
+        status: CallStatus::Registered.as_str().into(),
+        disconnection_reason: None,
+        created_at: now,
+        started_at: None,
+        ended_at: None,
+        duration_ms: None,
+        category: None,
+        summary: None,
+        extracted_fields: BTreeMap::new(),
+        analysis: None,
+        transfer: None,
+        recording: RecordingInfo {
+            status: "none".into(),
+            url: None,
+            duration_ms: None,
+            reason: Some("the browser has not connected yet".into()),
+            blob: None,
+            blob_channels: None,
+        },
+        audio_cache_hits: 0,
+        audio_cache_misses: 0,
+        metadata,
+        timezone: body.timezone,
+    };
+    let timeline = vec![
+        TimelineEvent { at: now, offset_ms: 0, kind: "call_registered".into(), detail: "Web call registered; waiting for the browser to connect".into() },
+        TimelineEvent { at: now, offset_ms: 0, kind: "route_resolved".into(), detail: route.explanation.clone() },
+    ];
+    state.store.insert_call(&NewCall { row, timeline, transcript: vec![] }, &[], now).await?;
+    let (token, _) = crate::auth::generate_key("web call", now);
+    let token = token.replacen("dnx_", "wct_", 1);
+    let expires = now + jiff::SignedDuration::from_secs(state.config.web_token_ttl_secs as i64);
+    state.store.add_web_token(&call_id, &crate::auth::hash_key(&token), expires).await?;
+    Ok(WebCallOut {
+        stream_url: format!("{}/v1/calls/{call_id}/stream?token={token}", ws_base(state)),
+        call_id: call_id.to_string(),
+        access_token: token,
+        expires_at: expires.to_string(),
+    })
+}
+
+/// Start a web call: its access token and WebSocket URL.
+#[utoipa::path(post, path = "/v1/calls/web", tag = "calls", request_body = WebCallIn,
+    responses((status = 201, body = WebCallOut), (status = 422, description = "speech_not_configured, llm_not_configured, agent_not_found, agent_version_not_published")))]
+pub async fn create_web(State(state): State<AppState>, ApiJson(body): ApiJson<WebCallIn>) -> ApiResult<(StatusCode, Json<WebCallOut>)> {
+    Ok((StatusCode::CREATED, Json(create(&state, body).await?)))
+}
+
+/// The web call's audio and events (WebSocket; the access token authenticates).
+#[utoipa::path(get, path = "/v1/calls/{call_id}/stream", tag = "calls", params(("token" = String, Query, description = "the single-use access token")),
+    responses((status = 101, description = "WebSocket: binary 16-bit PCM 16 kHz mono both ways, JSON text events"), (status = 401, description = "unknown or expired token"), (status = 409, description = "the token was already used")))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+    q: QueryPairs,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    // Checked first so that a plain request does not burn the single-use token.
+    let Ok(ws) = ws else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "connect with a WebSocket upgrade").into_response();
+    };
+    let Some(token) = q.get("token").map(str::to_owned) else {
+        return ApiError::unauthorized("the stream needs ?token= (the access token of POST /v1/calls/web)").into_response();
+    };
+    let now = jiff::Timestamp::now();
+    let opened = match state.store.use_web_token(&crate::auth::hash_key(&token), now).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let id = match opened {
+        Ok(id) if id.as_str() == call_id => id,
+        Ok(_) | Err(TokenRefusal::Unknown) => return ApiError::unauthorized("the access token is not valid for this call").into_response(),
+        Err(TokenRefusal::Expired) => return ApiError::unauthorized("the access token has expired").into_response(),
+        Err(TokenRefusal::AlreadyUsed) => {
+            return ApiError::new(StatusCode::CONFLICT, "token_already_used", "this access token was already used: a web call has one connection")
+                .into_response();
+        }
+    };
+    ws.max_message_size(MAX_FRAME_BYTES * 4).on_upgrade(move |socket| async move {
+        if let Err(e) = session(state, id, socket).await {
+            tracing::error!(error = %e, "web call session failed");
+        }
+    })
+}
+
+fn pcm_from_bytes(b: &[u8]) -> Vec<i16> {
+    b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
+}
+
+fn bytes_from_pcm(s: &[i16]) -> Vec<u8> {
+    s.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+async fn build_agent(state: &AppState, config: &Value, variables: BTreeMap<String, String>) -> Result<Box<dyn LiveAgent>, String> {
+    match AgentConfig::parse(config).map_err(|e| e.to_string())? {
+        AgentConfig::Flow(f) => Ok(Box::new(FlowAgent::new(Arc::new(f), variables).map_err(|e| e.to_string())?)),
+        AgentConfig::Llm(l) => crate::llmcall::agent(state, l, variables),
+    }
+}
+
+async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<(), dialnexa_store::StoreError> {
+    let Some(speech) = state.speech.clone() else { return Ok(()) };
+    let detail = state.store.get_call(&call_id).await?;
+    let (agent_id, version) = match (&detail.row.agent_id, detail.row.agent_version) {
+        (Some(a), Some(v)) => (a.clone(), v),
+        _ => return Ok(()),
+    };
+    let config = state.store.get_version(&agent_id, version).await?.config;
+    let started_at = jiff::Timestamp::now();
+    let mut variables: BTreeMap<String, String> = detail.row.metadata.get("variables").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    variables.insert("call_id".into(), call_id.to_string());
+    variables.insert("agent_name".into(), detail.row.route.get("agent_name").and_then(Value::as_str).unwrap_or_default().to_owned());
+    variables.insert("agent_version".into(), version.to_string());
+    variables.entry("from_number".into()).or_default();
+    variables.entry("to_number".into()).or_default();
+    let (mut sink, mut source) = socket.split();
+    let agent = match build_agent(&state, &config, variables).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = sink.send(Message::Text(json!({ "type": "error", "message": e }).to_string().into())).await;
+            return Ok(());
+        }
+    };
+    let status = CallStatus::Registered.transition(CallStatus::Ongoing).map_err(|e| dialnexa_store::StoreError::Conflict(e.to_string()))?;
+    state
+        .store
+        .set_call_status(
+            &call_id,
+            status.as_str(),
+            Some(started_at),
+            &TimelineEvent { at: started_at, offset_ms: 0, kind: "status_changed".into(), detail: "registered → ongoing: the browser connected".into() },
+        )
+        .await?;
+
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(512);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(1024);
+    state.live.lock().insert(call_id.to_string(), in_tx.clone());
+    let bad_frames = Arc::new(Mutex::new(Vec::<String>::new()));
+
+    // Browser → call.
+    let reader = {
+        let in_tx = in_tx.clone();
+        let bad = bad_frames.clone();
+        let out_tx = out_tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = source.next().await {
+                match msg {
+                    Ok(Message::Binary(b)) if b.len() > MAX_FRAME_BYTES => {
+                        bad.lock().unwrap_or_else(|e| e.into_inner()).push(format!("a {}-byte audio frame (at most {MAX_FRAME_BYTES})", b.len()));
+                        let _ = out_tx
+                            .send(Outbound::Event(json!({ "type": "error", "message": format!("audio frames are at most {MAX_FRAME_BYTES} bytes") })))
+                            .await;
+                        break;
+                    }
+                    Ok(Message::Binary(b)) if b.len() % 2 == 1 => {
+                        bad.lock().unwrap_or_else(|e| e.into_inner()).push("an odd-length frame (not 16-bit PCM)".into());
+                        let _ = out_tx
+                            .send(Outbound::Event(
+                                json!({ "type": "error", "message": "audio frames are 16-bit little-endian PCM, 16 kHz mono: an even number of bytes" }),
+                            ))
+                            .await;
+                    }
+                    Ok(Message::Binary(b)) => {
+                        if in_tx.send(Inbound::Audio(pcm_from_bytes(&b))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Message::Text(t)) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        if v["type"] == "hangup" {
+                            break;
+                        }
+                        let _ = out_tx
+                            .send(Outbound::Event(json!({ "type": "error", "message": "text frames are JSON control messages: {\"type\": \"hangup\"}" })))
+                            .await;
+                    }
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = in_tx.send(Inbound::Hangup).await;
+        })
+    };
+    // Call → browser.
+    let writer = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            let msg = match o {
+                Outbound::Audio(a) => Message::Binary(bytes_from_pcm(&a).into()),
+                Outbound::Event(v) => {
+                    let last = v["type"] == "call_ended";
+                    if sink.send(Message::Text(v.to_string().into())).await.is_err() {
+                        return;
+                    }
+                    if last {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "call ended".into() }))).await;
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if sink.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let agent_cfg = AgentConfig::parse(&config).ok();
+    let (max_duration_ms, voice) = match &agent_cfg {
+        Some(AgentConfig::Flow(f)) => (f.max_duration_ms, f.voice.clone()),
+        Some(AgentConfig::Llm(l)) => (l.max_duration_ms, l.voice.clone()),
+        None => (30 * 60 * 1000, None),
+    };
+    let cfg = LiveConfig {
+        max_duration_ms,
+        silence_timeout_ms: state.config.silence_timeout_ms,
+        voice: state.config.tts_voice.clone().or(voice).filter(|_| state.config.tts_voice.is_some()),
+        ..LiveConfig::default()
+    };
+    drop(in_tx);
+    let outcome = run_call(agent, speech.asr.clone(), speech.tts.clone(), speech.cache.clone(), in_rx, out_tx, cfg).await;
+    state.live.lock().remove(call_id.as_str());
+    reader.abort();
+    let _ = writer.await;
+    let bad = bad_frames.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    finish(&state, &call_id, started_at, outcome, bad).await
+}
+
+async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp, o: LiveOutcome, bad: Vec<String>) -> Result<(), dialnexa_store::StoreError> {
+    let reason = o.disconnection_reason.unwrap_or(DisconnectionReason::UserHangup);
+    let ended_at = started_at + jiff::SignedDuration::from_millis(o.duration_ms as i64);
+    let at = |ms: u64| started_at + jiff::SignedDuration::from_millis(ms as i64);
+    let mut timeline: Vec<TimelineEvent> =
+        o.timeline.iter().map(|e| TimelineEvent { at: at(e.offset_ms), offset_ms: e.offset_ms, kind: e.kind.clone(), detail: e.detail.clone() }).collect();
+    for b in bad {
+        timeline.push(TimelineEvent { at: ended_at, offset_ms: o.duration_ms, kind: "bad_audio".into(), detail: format!("the browser sent {b}") });
+    }
+    let status = CallStatus::Ongoing.transition(reason.final_status()).unwrap_or(CallStatus::Ended);
+    timeline.push(TimelineEvent { at: ended_at, offset_ms: o.duration_ms, kind: "status_changed".into(), detail: format!("ongoing → {status} ({reason})") });
+    if !o.turn_latencies_ms.is_empty() {
+        let mut l = o.turn_latencies_ms.clone();
+        l.sort_unstable();
+        timeline.push(TimelineEvent {
+            at: ended_at,
+            offset_ms: o.duration_ms,
+            kind: "latency_summary".into(),
+            detail: format!(
+                "{} agent turns answered the caller: median {} ms, worst {} ms from end of speech to first audio",
+                l.len(),
+                l[l.len() / 2],
+                l[l.len() - 1]
+            ),
+        });
+    }
+    let recording = match store_recording(state, &o).await {
+        Ok((mixed, channels)) => RecordingInfo {
+            status: "available".into(),
+            url: Some(format!("/v1/calls/{call_id}/recording")),
+            duration_ms: Some((o.caller_audio.len() as u64) / 16),
+            reason: None,
+            blob: Some(mixed),
+            blob_channels: Some(channels),
+        },
+        Err(e) => {
+            tracing::error!(call_id = %call_id, error = %e, "recording not stored");
+            RecordingInfo {
+                status: "failed".into(),
+                url: None,
+                duration_ms: None,
+                reason: Some("the recording could not be written to the blob store".into()),
+                blob: None,
+                blob_channels: None,
+            }
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let plan = crate::api::calls::analysis_plan(state);
+    let f = FinishedCall {
+        status: status.as_str().into(),
+        disconnection_reason: reason.as_str().into(),
+        started_at: Some(started_at),
+        ended_at,
+        duration_ms: o.duration_ms,
+        extracted_fields: o.fields.clone(),
+        transfer: o.transfer.as_ref().map(|t| json!({ "to": t.to, "at_ms": t.at_ms, "status": "requested" })),
+        recording,
+        audio_cache_hits: o.cache_hits,
+        audio_cache_misses: o.cache_misses,
+        analysis: Some(crate::worker::pending(now, &plan.engine)),
+        timeline,
+        transcript: o.transcript.clone(),
+    };
+    let work = crate::worker::analysis_work(call_id, "1", plan.max_attempts);
+    state.store.finish_live_call(call_id, &f, &[work], now).await?;
+    metrics::counter!("dialnexa_calls_total", "entry_point" => "web", "status" => status.as_str()).increment(1);
+    Ok(())
+}
+
+async fn store_recording(state: &AppState, o: &LiveOutcome) -> std::io::Result<(String, String)> {
+    let blobs = crate::blobs::BlobStore::new(&state.config.data_dir);
+    let n = o.caller_audio.len().max(o.agent_audio.len());
+    let mixed: Vec<i16> = (0..n).map(|i| o.caller_audio.get(i).copied().unwrap_or(0).saturating_add(o.agent_audio.get(i).copied().unwrap_or(0))).collect();
+    let mut stereo = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        stereo.push(o.caller_audio.get(i).copied().unwrap_or(0));
+        stereo.push(o.agent_audio.get(i).copied().unwrap_or(0));
+    }
+    let a = blobs.put(&dialnexa_voice::speech::wav::wav_bytes(&mixed, 16_000, 1)).await?;
+    let b = blobs.put(&dialnexa_voice::speech::wav::wav_bytes(&stereo, 16_000, 2)).await?;
+    Ok((a, b))
+}
+
+/// End an ongoing call from the API (`terminated_by_api`).
+#[utoipa::path(post, path = "/v1/calls/{call_id}/end", tag = "calls", responses((status = 200, description = "{call_id, status: ending}"), (status = 404), (status = 409, description = "call_not_ongoing")))]
+pub async fn end(State(state): State<AppState>, Path(call_id): Path<String>) -> ApiResult<Json<Value>> {
+    let detail = crate::api::calls::load_detail(&state, &call_id).await?;
+    let sender = state.live.lock().get(detail.row.call_id.as_str()).cloned();
+    if let Some(tx) = sender {
+        let _ = tx.send(Inbound::Terminate).await;
+        return Ok(Json(json!({ "call_id": call_id, "status": "ending" })));
+    }
+    if detail.row.status == "registered" {
+        // Never connected: it ends here, with nothing to record.
+        let now = jiff::Timestamp::now();
+        let f = FinishedCall {
+            status: CallStatus::Registered.transition(CallStatus::NotConnected).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| "not_connected".into()),
+            disconnection_reason: DisconnectionReason::TerminatedByApi.as_str().into(),
+            started_at: None,
+            ended_at: now,
+            duration_ms: 0,
+            extracted_fields: BTreeMap::new(),
+            transfer: None,
+            recording: detail.row.recording.clone(),
+            audio_cache_hits: 0,
+            audio_cache_misses: 0,
+            analysis: None,
+            timeline: vec![TimelineEvent {
+                at: now,
+                offset_ms: 0,
+                kind: "call_ended".into(),
+                detail: "ended through the API before the browser connected".into(),
+            }],
+            transcript: vec![],
+        };
+        state.store.finish_live_call(&detail.row.call_id, &f, &[], now).await?;
+        return Ok(Json(json!({ "call_id": call_id, "status": "not_connected" })));
+    }
+    Err(ApiError::new(StatusCode::CONFLICT, "call_not_ongoing", format!("the call is {}", detail.row.status)))
+}

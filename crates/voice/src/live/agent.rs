@@ -1,0 +1,99 @@
+//! Agents as the live loop sees them: a turn in, events out (sentences to say, fields,
+//! timeline entries, the end of the call).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dialnexa_core::ConfigError;
+use dialnexa_core::DisconnectionReason;
+use dialnexa_core::agent::FlowAgentConfig;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::session::{FlowSession, Outcome, Step};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// Say this (a sentence or more).
+    Say(String),
+    /// A field learned from the caller's last turn (char offsets in that turn's text).
+    Field {
+        name: String,
+        value: Value,
+        confidence: f64,
+        start: u32,
+        end: u32,
+    },
+    Timeline {
+        kind: String,
+        detail: String,
+    },
+    Transfer {
+        to: String,
+    },
+    End(DisconnectionReason),
+}
+
+#[async_trait]
+pub trait LiveAgent: Send {
+    /// The agent's opening.
+    async fn start(&mut self) -> mpsc::Receiver<AgentEvent>;
+    /// The agent's reply to a caller turn.
+    async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent>;
+    /// The agent was cut off after saying `spoken`.
+    fn interrupted(&mut self, spoken: &str);
+}
+
+/// The flow runtime in a live call.
+pub struct FlowAgent {
+    session: FlowSession,
+}
+
+impl FlowAgent {
+    pub fn new(config: Arc<FlowAgentConfig>, variables: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        Ok(FlowAgent { session: FlowSession::new(config, variables)? })
+    }
+}
+
+fn events(step: Result<Step, crate::SessionError>) -> mpsc::Receiver<AgentEvent> {
+    let (tx, rx) = mpsc::channel(64);
+    let mut out = vec![];
+    match step {
+        Ok(step) => {
+            for ev in step.events {
+                out.push(AgentEvent::Timeline { kind: ev.kind.as_str().to_owned(), detail: ev.detail });
+            }
+            for f in step.fields {
+                out.push(AgentEvent::Field { name: f.name, value: f.value, confidence: f.confidence, start: f.start, end: f.end });
+            }
+            if let Some(u) = step.utterance {
+                out.push(AgentEvent::Say(u));
+            }
+            if let Outcome::Ended(ending) = step.outcome {
+                if let crate::Ending::Transfer { to } = &ending {
+                    out.push(AgentEvent::Transfer { to: to.clone() });
+                }
+                out.push(AgentEvent::End(ending.disconnection_reason()));
+            }
+        }
+        Err(e) => out.push(AgentEvent::Timeline { kind: "agent_error".into(), detail: e.to_string() }),
+    }
+    for ev in out {
+        let _ = tx.try_send(ev);
+    }
+    rx
+}
+
+#[async_trait]
+impl LiveAgent for FlowAgent {
+    async fn start(&mut self) -> mpsc::Receiver<AgentEvent> {
+        events(self.session.start())
+    }
+    async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent> {
+        events(self.session.caller_said(caller))
+    }
+    fn interrupted(&mut self, _spoken: &str) {
+        // A flow's next step does not depend on how much of the last prompt was heard.
+    }
+}
