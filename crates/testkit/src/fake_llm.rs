@@ -3,6 +3,11 @@
 //! `model` and `messages`, answers shaped like `chat.completion` (or server-sent
 //! `chat.completion.chunk` events when `stream: true`), errors shaped like OpenAI's. It
 //! records every request and replies from a script, so tests can make it fail on demand.
+//!
+//! Besides plain answers it can answer with tool calls (streamed as `delta.tool_calls`
+//! fragments, or whole in `message.tool_calls`), and with hand-made streams
+//! ([`Reply::Stream`]): delayed pieces, a slow first token, a stall or a mid-stream
+//! disconnect.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,70 @@ pub enum Reply {
     RateLimited { retry_after_secs: u64 },
     /// Wait, then answer.
     Delay(Duration, Box<Reply>),
+    /// An assistant message with tool calls (and optional content before them). Streamed:
+    /// the content in pieces, then each call as `delta.tool_calls` fragments (id and name
+    /// first, the arguments in several pieces), `finish_reason: "tool_calls"`.
+    ToolCalls { content: Option<String>, calls: Vec<ToolCall> },
+    /// A hand-made answer, step by step. Streamed, a role chunk goes out at once, then the
+    /// steps in order, then `finish_reason` and `[DONE]` (unless a step disconnects).
+    /// Not streamed: waits for the total of the waits, then answers the content and tool
+    /// calls as one message (a disconnect drops the connection without an answer).
+    Stream(Vec<Chunk>),
+}
+
+impl Reply {
+    /// Content sent in `pieces`, with `gap` before each piece after the first.
+    pub fn chunked(pieces: &[&str], gap: Duration) -> Reply {
+        let mut steps = vec![];
+        for (i, p) in pieces.iter().enumerate() {
+            if i > 0 {
+                steps.push(Chunk::Wait(gap));
+            }
+            steps.push(Chunk::Content((*p).to_owned()));
+        }
+        Reply::Stream(steps)
+    }
+
+    /// The response starts at once (headers and the role chunk) but the first token comes
+    /// after `delay`.
+    pub fn slow_first_token(delay: Duration, content: &str) -> Reply {
+        Reply::Stream(vec![Chunk::Wait(delay), Chunk::Content(content.to_owned())])
+    }
+
+    /// One tool call and nothing else.
+    pub fn tool_call(name: &str, arguments: Value) -> Reply {
+        Reply::ToolCalls { content: None, calls: vec![ToolCall::new(name, arguments)] }
+    }
+}
+
+/// A tool call the fake model makes.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    /// Empty: the fake makes one up (`call_<request>_<index>`).
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+impl ToolCall {
+    pub fn new(name: &str, arguments: Value) -> ToolCall {
+        ToolCall { id: String::new(), name: name.to_owned(), arguments }
+    }
+}
+
+/// One step of a [`Reply::Stream`].
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// A `delta.content` piece.
+    Content(String),
+    /// Send nothing for a while (a slow first token, a stall).
+    Wait(Duration),
+    /// A tool call, as fragments.
+    ToolCall(ToolCall),
+    /// A chunk with an OpenAI-style `error` object instead of choices.
+    Error(String),
+    /// Drop the connection here, without `finish_reason` or `[DONE]`.
+    Disconnect,
 }
 
 #[derive(Default)]
@@ -38,6 +107,7 @@ struct Inner {
     requests: Vec<Value>,
     api_key: Option<String>,
     served: u64,
+    ignore_stream: bool,
 }
 
 #[derive(Clone)]
@@ -79,6 +149,12 @@ impl FakeLlm {
         self.lock().api_key = Some(key.to_owned());
     }
 
+    /// Answer every request in one piece, even when it asks for `stream: true` (as some
+    /// OpenAI-compatible servers do).
+    pub fn ignore_stream(&self, on: bool) {
+        self.lock().ignore_stream = on;
+    }
+
     /// Every request body received, in order.
     pub fn requests(&self) -> Vec<Value> {
         self.lock().requests.clone()
@@ -109,9 +185,9 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
         st.requests.push(req.clone());
         st.served += 1;
         let reply = st.script.pop_front().or_else(|| st.default.clone());
-        (reply.map(|r| (r, req)), st.served)
+        (reply.map(|r| (r, req, st.ignore_stream)), st.served)
     };
-    let Some((mut reply, req)) = reply else {
+    let Some((mut reply, req, ignore_stream)) = reply else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "The fake has no scripted reply.", "server_error", "no_reply");
     };
     while let Reply::Delay(d, next) = reply {
@@ -119,6 +195,8 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
         reply = *next;
     }
     let model = req.get("model").and_then(Value::as_str).unwrap_or("fake").to_owned();
+    let streamed = req.get("stream").and_then(Value::as_bool) == Some(true) && !ignore_stream;
+    let id = format!("chatcmpl-fake-{n}");
     let content = match reply {
         Reply::Json(v) => v.to_string(),
         Reply::Content(c) => c,
@@ -132,9 +210,14 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
             return r;
         }
         Reply::Delay(..) => unreachable_delay(),
+        Reply::ToolCalls { content, calls } => {
+            let mut steps: Vec<Chunk> = content.map(Chunk::Content).into_iter().collect();
+            steps.extend(calls.into_iter().map(Chunk::ToolCall));
+            return scripted(n, id, model, steps, streamed).await;
+        }
+        Reply::Stream(steps) => return scripted(n, id, model, steps, streamed).await,
     };
-    let id = format!("chatcmpl-fake-{n}");
-    if req.get("stream").and_then(Value::as_bool) == Some(true) {
+    if streamed {
         return stream(id, model, content);
     }
     Json(json!({
@@ -156,10 +239,14 @@ fn jiff_now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+fn chunk_json(id: &str, model: &str, delta: Value, finish: Value) -> Value {
+    json!({ "id": id, "object": "chat.completion.chunk", "created": jiff_now_secs(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
+}
+
 /// Server-sent events, a few words per chunk, then `[DONE]`.
 fn stream(id: String, model: String, content: String) -> Response {
     let mut events = vec![];
-    let chunk = |delta: Value, finish: Value| json!({ "id": id, "object": "chat.completion.chunk", "created": jiff_now_secs(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+    let chunk = |delta: Value, finish: Value| chunk_json(&id, &model, delta, finish);
     events.push(chunk(json!({ "role": "assistant", "content": "" }), Value::Null));
     let words: Vec<&str> = content.split_inclusive(' ').collect();
     for piece in words.chunks(3) {
@@ -172,4 +259,101 @@ fn stream(id: String, model: String, content: String) -> Response {
     }
     text.push_str("data: [DONE]\n\n");
     ([(header::CONTENT_TYPE, "text/event-stream")], Body::from(text)).into_response()
+}
+
+/// What a scripted stream does next.
+enum Emit {
+    Data(String),
+    Wait(Duration),
+    Fail,
+}
+
+/// Answer a [`Reply::Stream`] (or tool calls), streamed or whole.
+async fn scripted(n: u64, id: String, model: String, steps: Vec<Chunk>, streamed: bool) -> Response {
+    let call_id = |i: usize, c: &ToolCall| if c.id.is_empty() { format!("call_{n}_{i}") } else { c.id.clone() };
+    if !streamed {
+        let mut content = String::new();
+        let mut calls = vec![];
+        for step in steps {
+            match step {
+                Chunk::Content(c) => content.push_str(&c),
+                Chunk::Wait(d) => tokio::time::sleep(d).await,
+                Chunk::ToolCall(c) => {
+                    let i = calls.len();
+                    calls.push(json!({ "id": call_id(i, &c), "type": "function", "function": { "name": c.name, "arguments": c.arguments.to_string() } }));
+                }
+                Chunk::Error(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, &message, "server_error", "server_error"),
+                Chunk::Disconnect => return disconnect(),
+            }
+        }
+        let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
+        let mut message = json!({ "role": "assistant", "content": if content.is_empty() { Value::Null } else { json!(content) } });
+        if !calls.is_empty() {
+            message["tool_calls"] = Value::Array(calls);
+        }
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": jiff_now_secs(), "model": model,
+            "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+            "usage": { "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2 }
+        }))
+        .into_response();
+    }
+    let data = |v: Value| Emit::Data(format!("data: {v}\n\n"));
+    let mut out = std::collections::VecDeque::new();
+    out.push_back(data(chunk_json(&id, &model, json!({ "role": "assistant", "content": "" }), Value::Null)));
+    let mut calls = 0usize;
+    let mut failed = false;
+    for step in steps {
+        match step {
+            Chunk::Content(c) => out.push_back(data(chunk_json(&id, &model, json!({ "content": c }), Value::Null))),
+            Chunk::Wait(d) => out.push_back(Emit::Wait(d)),
+            Chunk::ToolCall(c) => {
+                let i = calls;
+                calls += 1;
+                let first =
+                    json!({ "tool_calls": [{ "index": i, "id": call_id(i, &c), "type": "function", "function": { "name": c.name, "arguments": "" } }] });
+                out.push_back(data(chunk_json(&id, &model, first, Value::Null)));
+                let args = c.arguments.to_string();
+                let chars: Vec<char> = args.chars().collect();
+                for piece in chars.chunks(chars.len().div_ceil(3).max(1)) {
+                    let piece: String = piece.iter().collect();
+                    let delta = json!({ "tool_calls": [{ "index": i, "function": { "arguments": piece } }] });
+                    out.push_back(data(chunk_json(&id, &model, delta, Value::Null)));
+                }
+            }
+            Chunk::Error(message) => {
+                out.push_back(data(json!({ "error": { "message": message, "type": "server_error", "param": null, "code": "server_error" } })));
+            }
+            Chunk::Disconnect => {
+                // Let what was sent reach the client first (hyper would drop it unsent).
+                out.push_back(Emit::Wait(Duration::from_millis(100)));
+                out.push_back(Emit::Fail);
+                failed = true;
+                break;
+            }
+        }
+    }
+    if !failed {
+        let finish = if calls > 0 { "tool_calls" } else { "stop" };
+        out.push_back(data(chunk_json(&id, &model, json!({}), json!(finish))));
+        out.push_back(Emit::Data("data: [DONE]\n\n".to_owned()));
+    }
+    let body = futures_util::stream::unfold(out, |mut out| async move {
+        loop {
+            match out.pop_front()? {
+                Emit::Wait(d) => tokio::time::sleep(d).await,
+                Emit::Data(d) => return Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(d)), out)),
+                Emit::Fail => return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the fake dropped the stream")), out)),
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(body)).into_response()
+}
+
+/// A response whose body breaks off at once.
+fn disconnect() -> Response {
+    let body = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the fake dropped the connection"))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response()
 }

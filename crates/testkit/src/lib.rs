@@ -90,11 +90,13 @@ impl TestAppBuilder {
         for f in self.tweaks {
             f(&mut config);
         }
+        // Bind first, so links and stream URLs name the real address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        config.listen = addr;
         let state = dialnexa_server::prepare(&config).await.expect("app starts");
         let store = state.store.clone();
         let kept_state = state.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(dialnexa_server::serve(state, listener, async {
             let _ = rx.await;
