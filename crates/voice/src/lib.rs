@@ -4,6 +4,8 @@
 //! ([`run_text_call`]) on a simulated speech clock.
 
 mod extract;
+pub mod live;
+pub mod llm_agent;
 mod session;
 pub mod speech;
 mod text;
@@ -13,6 +15,7 @@ mod text_call;
 mod tests;
 
 pub use extract::{CONFIDENCE_EXACT, CONFIDENCE_FREE_TEXT, CONFIDENCE_SPOKEN, CONFIDENCE_UNNORMALISED_PHONE, Extraction, FieldSpec, extract};
+pub use llm_agent::{AgentEvent, AgentTurn, LlmClient, LlmError, LlmSession, SentenceSplitter, TurnRecord};
 pub use session::{CollectedField, Ending, FlowEvent, FlowEventKind, FlowSession, Outcome, SessionError, Step};
 pub use text::NEGATION_WINDOW;
 pub use text_call::{FlowTimelineEvent, TextCall, TransferInfo, clock, run_text_call};

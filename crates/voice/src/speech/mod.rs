@@ -4,10 +4,14 @@
 //! `/v1/audio/transcriptions` and `/v1/audio/speech`).
 //!
 //! Audio inside DialNexa is 16-bit signed little-endian PCM, mono; [`AudioChunk`] carries
-//! its sample rate, and [`resample`] converts between rates.
+//! its sample rate, and [`resample`] converts between rates. [`wav`] writes and reads WAV
+//! files; [`word_error_rate`] scores transcripts. Running the offline servers:
+//! docs/voice-speech.md.
 
 pub mod openai;
 pub mod resample;
+pub mod wav;
+pub mod wer;
 pub mod wyoming;
 
 use std::pin::Pin;
@@ -16,7 +20,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::Stream;
 
-pub use resample::resample;
+pub use resample::{Resampler, resample};
+pub use wav::{parse_wav, wav_bytes};
+pub use wer::word_error_rate;
 
 /// The rate of web calls and of everything the turn loop handles.
 pub const CALL_RATE: u32 = 16_000;
