@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dialnexa_testkit::TestApp;
-use dialnexa_voice::speech::{self, Tts};
+use dialnexa_voice::speech;
 use futures_util::StreamExt;
 use serde_json::json;
 

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use dialnexa_testkit::TestApp;
-use dialnexa_voice::speech::{self, Tts};
+use dialnexa_voice::speech;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

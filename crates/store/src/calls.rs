@@ -484,8 +484,8 @@ pub(crate) async fn set_call_status(s: &SqlStore, id: &CallId, status: &str, sta
 
 async fn append_events(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &CallId, events: &[TimelineEvent]) -> Result<()> {
     let r = sqlx::query("SELECT COALESCE(MAX(seq), -1) AS last FROM call_events WHERE call_id = $1").bind(id.as_str()).fetch_one(&mut **tx).await?;
-    let mut seq: i64 = get::<i64>(&r, "last")? + 1;
-    for e in events {
+    let first: i64 = get::<i64>(&r, "last")? + 1;
+    for (seq, e) in (first..).zip(events.iter()) {
         sqlx::query("INSERT INTO call_events (call_id, seq, at, offset_ms, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.as_str())
             .bind(seq)
@@ -495,7 +495,6 @@ async fn append_events(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &Call
             .bind(&e.detail)
             .execute(&mut **tx)
             .await?;
-        seq += 1;
     }
     Ok(())
 }
