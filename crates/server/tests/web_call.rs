@@ -58,7 +58,11 @@ struct Session {
 /// Join a web call and speak `lines`, each after the agent's turn ends (or, with
 /// `barge_after_ms`, that long into the agent's second turn); then wait for the end.
 async fn talk(app: &TestApp, lines: &[&str], barge_after_ms: Option<u64>) -> (String, Session) {
-    let agent = app.published_agent("Voice desk", &agent()).await;
+    talk_to(app, &agent(), lines, barge_after_ms).await
+}
+
+async fn talk_to(app: &TestApp, config: &Value, lines: &[&str], barge_after_ms: Option<u64>) -> (String, Session) {
+    let agent = app.published_agent("Voice desk", config).await;
     let r = app.post("/v1/calls/web", &json!({ "agent_id": agent })).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let w = r.json();
@@ -278,4 +282,32 @@ async fn tokens_frames_and_ending_from_the_api() {
     let agent = plain.published_agent("Voice desk", &self::agent()).await;
     let r = plain.post("/v1/calls/web", &json!({ "agent_id": agent })).await;
     assert_eq!((r.status, r.code()), (422, "speech_not_configured".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_agent_speaks_its_streamed_answer_and_ends_the_call_with_a_tool() {
+    use dialnexa_testkit::fake_llm::{FakeLlm, Reply};
+    let llm = FakeLlm::start().await;
+    let url = llm.url.clone();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.asr = Some(ASR.into());
+            c.tts = Some(TTS.into());
+            c.llm_url = Some(url);
+            c.llm_model = "fake-model".into();
+        })
+        .start()
+        .await;
+    llm.push(Reply::chunked(&["I am sorry ", "to hear that. ", "Let me check ", "the status page for you."], std::time::Duration::from_millis(150)));
+    llm.push(Reply::tool_call("end_call", json!({ "reason": "resolved" })));
+    let config = json!({ "kind": "llm", "prompt": "You are Acme's support agent. Be brief.", "begin_message": "Hi, this is Acme support. How can I help?" });
+    let (call_id, s) = talk_to(&app, &config, &["Our checkout page is showing errors for every customer.", "Thank you, that is all."], None).await;
+    let call = app.get(&format!("/v1/calls/{call_id}")).await.json();
+    let agent_lines: Vec<&str> = call["transcript"].as_array().unwrap().iter().filter(|t| t["role"] == "agent").map(|t| t["text"].as_str().unwrap()).collect();
+    assert!(agent_lines.iter().any(|t| t.contains("sorry to hear that") && t.contains("status page")), "{agent_lines:?}");
+    assert_eq!(call["disconnection_reason"], "agent_hangup", "{}", call["timeline"]);
+    let reqs = llm.requests();
+    assert!(reqs[0]["stream"].as_bool().unwrap_or(false));
+    assert!(reqs[0]["messages"].to_string().contains("checkout page"), "{}", reqs[0]["messages"]);
+    assert!(s.agent_audio_samples > 0);
 }

@@ -97,3 +97,74 @@ impl LiveAgent for FlowAgent {
         // A flow's next step does not depend on how much of the last prompt was heard.
     }
 }
+
+/// The `llm` runtime in a live call: its streamed sentences are spoken as they arrive.
+pub struct LlmAgent {
+    session: crate::llm_agent::LlmSession,
+}
+
+impl LlmAgent {
+    pub fn new(session: crate::llm_agent::LlmSession) -> Self {
+        LlmAgent { session }
+    }
+}
+
+fn llm_events(turn: Result<crate::llm_agent::AgentTurn, crate::SessionError>, caller: Option<&str>) -> mpsc::Receiver<AgentEvent> {
+    use crate::llm_agent::AgentEvent as L;
+    let (tx, rx) = mpsc::channel(64);
+    let caller_len = caller.map(|c| c.chars().count() as u32).unwrap_or(0);
+    match turn {
+        Err(e) => {
+            let _ = tx.try_send(AgentEvent::Timeline { kind: "agent_error".into(), detail: e.to_string() });
+        }
+        Ok(mut turn) => {
+            tokio::spawn(async move {
+                while let Some(ev) = turn.recv().await {
+                    let out = match ev {
+                        L::Sentence(s) => Some(AgentEvent::Say(s)),
+                        // The model recorded it from the caller's last turn (not a quoted span).
+                        L::FieldRecorded { name, value } => Some(AgentEvent::Field { name, value, confidence: 0.7, start: 0, end: caller_len }),
+                        L::ToolCalled { name, ok, detail } => Some(AgentEvent::Timeline {
+                            kind: "tool_called".into(),
+                            detail: format!("{name} {}: {detail}", if ok { "succeeded" } else { "failed" }),
+                        }),
+                        L::Transfer { to } => Some(AgentEvent::Transfer { to }),
+                        L::End { reason } => {
+                            if let Some(r) = reason {
+                                let _ = tx.send(AgentEvent::Timeline { kind: "end_call".into(), detail: format!("the agent ended the call: {r}") }).await;
+                            }
+                            Some(AgentEvent::End(DisconnectionReason::AgentHangup))
+                        }
+                        L::Error(e) => Some(AgentEvent::Timeline {
+                            kind: "llm_error".into(),
+                            detail: format!("the language model failed ({e}); the agent said its fallback line"),
+                        }),
+                        L::Done(outcome) => match outcome {
+                            Outcome::Ended(ending) => Some(AgentEvent::End(ending.disconnection_reason())),
+                            Outcome::AwaitingCaller => None,
+                        },
+                    };
+                    if let Some(o) = out
+                        && tx.send(o).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    rx
+}
+
+#[async_trait]
+impl LiveAgent for LlmAgent {
+    async fn start(&mut self) -> mpsc::Receiver<AgentEvent> {
+        llm_events(self.session.start(), None)
+    }
+    async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent> {
+        llm_events(self.session.caller_said(caller), Some(caller))
+    }
+    fn interrupted(&mut self, spoken: &str) {
+        self.session.interrupted(spoken);
+    }
+}

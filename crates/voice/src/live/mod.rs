@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-pub use agent::{AgentEvent, FlowAgent, LiveAgent};
+pub use agent::{AgentEvent, FlowAgent, LiveAgent, LlmAgent};
 pub use cache::AudioCache;
 pub use vad::{Vad, VadConfig, VadEvent};
 
@@ -305,25 +305,36 @@ impl Engine {
         }
     }
 
-    /// Run one agent reply: its events, its sentences into speech.
-    async fn take_reply(&mut self, mut rx: mpsc::Receiver<AgentEvent>, caller_turn: Option<u32>) {
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                AgentEvent::Say(text) => self.say(text),
-                AgentEvent::Timeline { kind, detail } => self.event(&kind, detail),
-                AgentEvent::Field { name, value, confidence, start, end } => {
-                    if let Some(turn) = caller_turn {
-                        self.o.fields.insert(name, ExtractedField { value, confidence, span: Span { turn, start, end } });
-                    }
+    /// One event of the agent's reply, as it arrives (a streamed answer starts speaking on
+    /// its first sentence).
+    fn handle(&mut self, ev: AgentEvent, caller_turn: Option<u32>) {
+        match ev {
+            AgentEvent::Say(text) => self.say(text),
+            AgentEvent::Timeline { kind, detail } => self.event(&kind, detail),
+            AgentEvent::Field { name, value, confidence, start, end } => {
+                if let Some(turn) = caller_turn {
+                    self.o.fields.insert(name, ExtractedField { value, confidence, span: Span { turn, start, end } });
                 }
-                AgentEvent::Transfer { to } => {
-                    let at = self.now();
-                    self.o.transfer = Some(TransferInfo { to: to.clone(), at_ms: at });
-                    self.ending = Some(DisconnectionReason::Transfer);
+            }
+            AgentEvent::Transfer { to } => {
+                let at = self.now();
+                self.o.transfer = Some(TransferInfo { to: to.clone(), at_ms: at });
+                self.ending = Some(DisconnectionReason::Transfer);
+            }
+            AgentEvent::End(reason) => {
+                if self.ending.is_none() {
+                    self.ending = Some(reason);
                 }
-                AgentEvent::End(reason) => self.ending = Some(reason),
             }
         }
+    }
+}
+
+/// The next event of the agent's reply in progress (never, when there is none).
+async fn next_event(rx: &mut Option<mpsc::Receiver<AgentEvent>>) -> Option<AgentEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -374,8 +385,9 @@ pub async fn run_call(
 
     e.event("media_connected", "the caller's audio is connected".into());
     e.send(json!({ "type": "call_started" })).await;
-    let first = agent.start().await;
-    e.take_reply(first, None).await;
+    // The agent's reply in progress and the caller turn it answers.
+    let mut reply: Option<mpsc::Receiver<AgentEvent>> = Some(agent.start().await);
+    let mut reply_turn: Option<u32> = None;
 
     let reason = 'call: loop {
         tokio::select! {
@@ -387,7 +399,7 @@ pub async fn run_call(
                 }
                 e.play().await;
                 let now = e.now();
-                if !e.agent_busy() {
+                if !e.agent_busy() && reply.is_none() {
                     if e.turn.as_ref().is_some_and(|t| t.started_ms.is_some()) {
                         e.close_turn(false).await;
                         last_activity = now;
@@ -400,7 +412,7 @@ pub async fn run_call(
                     e.event("max_duration", format!("the call reached its maximum duration of {} s", cfg.max_duration_ms / 1000));
                     break 'call DisconnectionReason::MaxDuration;
                 }
-                let idle = !e.agent_busy() && !vad.speaking() && asr_pending == 0 && e.turn.is_none();
+                let idle = !e.agent_busy() && !vad.speaking() && asr_pending == 0 && e.turn.is_none() && reply.is_none();
                 if idle && now.saturating_sub(last_activity) >= cfg.silence_timeout_ms {
                     if reprompted {
                         e.event("silence_timeout", format!("no answer after a reprompt; {} s of silence", cfg.silence_timeout_ms / 1000));
@@ -438,6 +450,8 @@ pub async fn run_call(
                     barge_voiced_ms += (frame.len() as u64) / 16;
                     if barge_voiced_ms >= cfg.barge_in_ms {
                         e.barge_in(agent.as_mut()).await;
+                        // What the agent had not said yet is not said.
+                        reply = None;
                         barge_voiced_ms = 0;
                     }
                 } else if !vad.speaking() {
@@ -491,13 +505,22 @@ pub async fn run_call(
                 let index = e.o.transcript.len() as u32;
                 e.o.transcript.push(TranscriptTurn { index, role: Role::Caller, text: text.clone(), start_ms: started, end_ms: end_of_speech.max(started) });
                 e.send(json!({ "type": "transcript", "role": "caller", "text": text, "final": true })).await;
-                let reply = agent.reply(&text).await;
+                reply = Some(agent.reply(&text).await);
+                reply_turn = Some(index);
                 e.turn = Some(AgentTurn { index: usize::MAX, text: String::new(), spoken_samples: 0, total_samples: 0, started_ms: None, ended_ms: 0, answering: Some(end_of_speech) });
-                e.take_reply(reply, Some(index)).await;
-                if e.turn.as_ref().is_some_and(|t| t.text.is_empty()) {
-                    e.turn = None;
-                }
                 e.o.overhead_us.push(overhead.elapsed().as_micros() as u64);
+            }
+            ev = next_event(&mut reply) => {
+                match ev {
+                    Some(ev) => e.handle(ev, reply_turn),
+                    None => {
+                        reply = None;
+                        // A reply that said nothing leaves no agent turn behind.
+                        if e.turn.as_ref().is_some_and(|t| t.text.is_empty()) {
+                            e.turn = None;
+                        }
+                    }
+                }
             }
         }
     };
