@@ -89,7 +89,8 @@ pub struct LiveOutcome {
     pub cache_misses: u64,
     /// Caller's end of speech → first agent audio, per agent turn that answered the caller.
     pub turn_latencies_ms: Vec<u64>,
-    /// Time the platform itself spent per turn (ASR and TTS time excluded).
+    /// Per answered turn: from detecting the end of the caller's turn to sending the agent's
+    /// first audio, in µs (with instant speech providers, the platform's own overhead).
     pub overhead_us: Vec<u64>,
     pub error: Option<String>,
 }
@@ -116,6 +117,10 @@ struct AgentTurn {
 }
 
 struct Engine {
+    /// Synthesis tasks ping this when audio arrives, so the first frame goes out at once.
+    ready: mpsc::Sender<()>,
+    /// When the end of the caller's last turn was detected (for the platform overhead).
+    answer_detected: Option<Instant>,
     cfg: LiveConfig,
     asr: Arc<dyn Asr>,
     tts: Arc<dyn Tts>,
@@ -164,12 +169,14 @@ impl Engine {
         if let Some(hit) = self.cache.get(&key) {
             self.o.cache_hits += 1;
             let _ = tx.try_send(Ok(hit.as_ref().clone()));
+            let _ = self.ready.try_send(());
         } else {
             self.o.cache_misses += 1;
             let tts = self.tts.clone();
             let cache = self.cache.clone();
             let voice = self.cfg.voice.clone();
             let sentence = text.clone();
+            let ready = self.ready.clone();
             tokio::spawn(async move {
                 let mut all = vec![];
                 match tts.synthesize(&sentence, voice.as_deref()).await {
@@ -183,6 +190,7 @@ impl Engine {
                                     if tx.send(Ok(samples)).await.is_err() {
                                         return; // barge-in: nobody listens any more
                                     }
+                                    let _ = ready.try_send(());
                                 }
                                 Err(e) => {
                                     let _ = tx.send(Err(e)).await;
@@ -257,6 +265,9 @@ impl Engine {
         if let Some(t) = self.turn.as_mut() {
             if t.started_ms.is_none() {
                 t.started_ms = Some(now);
+                if let Some(detected) = self.answer_detected.take() {
+                    self.o.overhead_us.push(detected.elapsed().as_micros() as u64);
+                }
                 if let Some(end_of_speech) = t.answering.take() {
                     let latency = now.saturating_sub(end_of_speech);
                     self.o.turn_latencies_ms.push(latency);
@@ -358,7 +369,10 @@ pub async fn run_call(
     out: mpsc::Sender<Outbound>,
     cfg: LiveConfig,
 ) -> LiveOutcome {
+    let (ready_tx, mut ready_rx) = mpsc::channel::<()>(16);
     let mut e = Engine {
+        ready: ready_tx,
+        answer_detected: None,
         cfg: cfg.clone(),
         asr,
         tts,
@@ -468,6 +482,7 @@ pub async fn run_call(
                         VadEvent::TurnEnded => {
                             let end_of_speech = now.saturating_sub(cfg.vad.end_of_turn_ms);
                             let audio = std::mem::take(&mut utterance);
+                            e.answer_detected = Some(Instant::now());
                             let asr = e.asr.clone();
                             let lang = cfg.language.clone();
                             let tx = asr_tx.clone();
@@ -497,7 +512,6 @@ pub async fn run_call(
                     continue;
                 }
                 reprompted = false;
-                let overhead = Instant::now();
                 // The caller's turn; if the agent was still talking, its turn is cut first.
                 if e.turn.as_ref().is_some_and(|t| t.started_ms.is_some()) {
                     e.barge_in(agent.as_mut()).await;
@@ -508,7 +522,17 @@ pub async fn run_call(
                 reply = Some(agent.reply(&text).await);
                 reply_turn = Some(index);
                 e.turn = Some(AgentTurn { index: usize::MAX, text: String::new(), spoken_samples: 0, total_samples: 0, started_ms: None, ended_ms: 0, answering: Some(end_of_speech) });
-                e.o.overhead_us.push(overhead.elapsed().as_micros() as u64);
+            }
+            Some(()) = ready_rx.recv() => {
+                // Audio is ready: if the agent has not started talking yet, start now.
+                if e.turn.as_ref().is_some_and(|t| t.started_ms.is_none()) && e.queue.is_empty() {
+                    if let Err(err) = e.pull_speech() {
+                        e.o.error = Some(err.to_string());
+                        e.event("error", format!("text-to-speech failed: {err}"));
+                        break 'call DisconnectionReason::ErrorTts;
+                    }
+                    e.play().await;
+                }
             }
             ev = next_event(&mut reply) => {
                 match ev {
