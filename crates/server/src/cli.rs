@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             // The command line has no background workers: analyse now.
             crate::worker::drain(&state).await.map_err(|e| e.to_string())?;
             let detail = state.store.get_call(&call_id).await.map_err(|e| e.to_string())?;
-            let out = crate::api::calls::CallOut::from(detail);
+            let out = crate::api::calls::call_out(&state, detail).await.map_err(|e| e.message)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
             } else {
