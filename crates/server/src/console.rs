@@ -20,6 +20,27 @@ pub fn routes() -> Router<AppState> {
         .route("/console/login", get(login_page).post(login))
         .route("/console/web-call", get(web_call_page))
         .route("/console/api/web-calls", post(start_web_call))
+        .route("/console", get(other_page))
+        .route("/console/{*page}", get(other_page))
+}
+
+/// Every other console page: without a session, to the login page; with one, what exists.
+async fn other_page(State(state): State<AppState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    if !signed_in(&state, &headers).await {
+        let next = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/console/web-call".into());
+        return Redirect::to(&format!("/console/login?next={}", next.replace('&', "%26").replace('?', "%3F"))).into_response();
+    }
+    let mut resp = page(
+        "Not here yet",
+        &format!(
+            "<p>{} is not part of this console yet. Call History, Call Detail and the other pages come with the console; \
+             meanwhile everything is in the API (<code>/v1/openapi.json</code>).</p><p><a href=\"/console/web-call\">Start a web call</a></p>",
+            escape(uri.path())
+        ),
+    )
+    .into_response();
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
 }
 
 fn session_key(headers: &HeaderMap) -> Option<String> {

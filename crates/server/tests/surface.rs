@@ -128,3 +128,40 @@ async fn cli_runs_a_test_call_and_prints_the_transcript() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no agent named 'Nobody'"));
 }
+
+#[tokio::test]
+async fn console_pages_need_a_session() {
+    let app = TestApp::start(DbBackend::Sqlite).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for page in ["/console/calls", "/console/web-call?agent_id=agent_x", "/console/review", "/console"] {
+        let r = http.get(app.url(page)).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{page}: {}", r.status());
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("/console/login"), "{page}");
+    }
+    assert_eq!(http.get(app.url("/console/login")).send().await.unwrap().status(), 200);
+    // A wrong key signs nobody in.
+    let r = http.post(app.url("/console/login")).header("content-type", "application/x-www-form-urlencoded").body("api_key=dnx_wrong").send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/console/login?error=1");
+    assert!(r.headers().get("set-cookie").is_none());
+    // The right key sets an HttpOnly session cookie.
+    let r = http
+        .post(app.url("/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("api_key={}&next=%2Fconsole%2Fweb-call", app.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/console/web-call");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = http.get(app.url("/console/web-call?agent_id=agent_x")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("getUserMedia") && html.contains("agent_x"), "the page uses the microphone");
+    let other = http.get(app.url("/console/calls")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(other.status(), 404);
+    // Joining with a call's token needs no session.
+    let join = http.get(app.url("/console/web-call?call_id=call_1&token=wct_x")).send().await.unwrap();
+    assert_eq!(join.status(), 200);
+}
