@@ -122,6 +122,14 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
         // Shown once, on the terminal only: never logged.
         println!("Created the first admin API key (shown only this once; keep it):\n\n    {key}\n");
     }
+    // One SQLite node: a call still `ongoing` at start lost its connection with the last
+    // process. (Several PostgreSQL nodes share calls, so there the sweep waits for node ids.)
+    if store.backend() == dialnexa_store::Backend::Sqlite {
+        let swept = store.sweep_interrupted(now).await.map_err(|e| e.to_string())?;
+        if !swept.is_empty() {
+            tracing::warn!(calls = swept.len(), "closed calls that were live when the server stopped");
+        }
+    }
     if config.demo {
         crate::demo::seed(store.as_ref(), now).await.map_err(|e| format!("cannot seed the demo: {}", e.message))?;
     }

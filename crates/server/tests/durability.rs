@@ -85,3 +85,24 @@ async fn concurrent_replays_create_once() {
     );
     assert_eq!(app.get("/v1/agents").await.json()["agents"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_call_live_when_the_server_stopped_is_closed_and_explained_at_start() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.asr = Some("wyoming://127.0.0.1:1".into());
+            c.tts = Some("wyoming://127.0.0.1:1".into());
+        })
+        .start()
+        .await;
+    let agent = app.published_agent("Voice desk", &demo_agent_config()).await;
+    let w = app.post("/v1/calls/web", &json!({ "agent_id": agent })).await.json();
+    let call_id: dialnexa_core::CallId = w["call_id"].as_str().unwrap().parse().unwrap();
+    // As if the browser had connected and the process then died.
+    let ev = dialnexa_core::TimelineEvent { at: jiff::Timestamp::now(), offset_ms: 0, kind: "status_changed".into(), detail: "registered → ongoing".into() };
+    app.store.set_call_status(&call_id, "ongoing", Some(jiff::Timestamp::now()), &ev).await.unwrap();
+    let app = app.restart().await;
+    let call = app.get(&format!("/v1/calls/{call_id}")).await.json();
+    assert_eq!((call["status"].as_str(), call["disconnection_reason"].as_str()), (Some("error"), Some("error_internal")), "{call}");
+    assert!(call["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "interrupted"), "{}", call["timeline"]);
+}

@@ -543,3 +543,31 @@ pub(crate) async fn finish_live_call(s: &SqlStore, id: &CallId, f: &crate::Finis
     tx.commit().await?;
     Ok(())
 }
+
+/// Close live calls left `ongoing` by a process that stopped: they become `error` with the
+/// reason on their timeline. Only for a single node (the caller decides).
+pub(crate) async fn sweep_interrupted(s: &SqlStore, now: jiff::Timestamp) -> Result<Vec<CallId>> {
+    let mut tx = s.begin_write().await?;
+    let rows = sqlx::query("SELECT call_id FROM calls WHERE status = 'ongoing' AND entry_point IN ('web', 'inbound', 'outbound', 'batch', 'workflow')")
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut swept = vec![];
+    for r in rows {
+        let id = CallId::parse(&get::<String>(&r, "call_id")?).map_err(corrupt)?;
+        sqlx::query("UPDATE calls SET status = 'error', disconnection_reason = 'error_internal', ended_at = $2, updated_at = $2 WHERE call_id = $1 AND status = 'ongoing'")
+            .bind(id.as_str())
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        let event = TimelineEvent {
+            at: now,
+            offset_ms: 0,
+            kind: "interrupted".into(),
+            detail: "the server stopped while the call was live; the call was closed at the next start and its live turns were lost".into(),
+        };
+        append_events(&mut tx, &id, std::slice::from_ref(&event)).await?;
+        swept.push(id);
+    }
+    tx.commit().await?;
+    Ok(swept)
+}

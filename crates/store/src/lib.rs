@@ -91,6 +91,8 @@ pub trait Store: Send + Sync + 'static {
     async fn add_web_token(&self, call_id: &CallId, token_hash: &str, expires_at: jiff::Timestamp) -> Result<()>;
     async fn use_web_token(&self, token_hash: &str, now: jiff::Timestamp) -> Result<std::result::Result<CallId, TokenRefusal>>;
     async fn set_call_status(&self, call_id: &CallId, status: &str, started_at: Option<jiff::Timestamp>, event: &dialnexa_core::TimelineEvent) -> Result<()>;
+    /// Close live calls a stopped process left `ongoing` (single node only).
+    async fn sweep_interrupted(&self, now: jiff::Timestamp) -> Result<Vec<CallId>>;
     /// A live call ends: final state, evidence and work, in one transaction.
     async fn finish_live_call(&self, call_id: &CallId, finished: &FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()>;
     /// Set the call's `analysis` object (pending, failed ...) without other changes.
@@ -261,6 +263,9 @@ impl Store for SqlStore {
     }
     async fn set_call_status(&self, call_id: &CallId, status: &str, started_at: Option<jiff::Timestamp>, event: &dialnexa_core::TimelineEvent) -> Result<()> {
         calls::set_call_status(self, call_id, status, started_at, event).await
+    }
+    async fn sweep_interrupted(&self, now: jiff::Timestamp) -> Result<Vec<CallId>> {
+        calls::sweep_interrupted(self, now).await
     }
     async fn finish_live_call(&self, call_id: &CallId, finished: &FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
         calls::finish_live_call(self, call_id, finished, work, now).await
