@@ -162,7 +162,7 @@ async fn talk_to(app: &TestApp, config: &Value, lines: &[&str], barge_after_ms: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_call_is_heard_answered_recorded_and_stored() {
     let app = app().await;
-    let script = ["My name is Grace Hopper.", "Our checkout page is showing errors for every customer.", "We run everything in Europe."];
+    let script = ["My name is Grace Hopper.", "Our payment page is showing errors for every customer.", "We run everything in Europe."];
     let (call_id, s) = talk(&app, &script, None).await;
     let call = app.get(&format!("/v1/calls/{call_id}")).await.json();
     assert_eq!((call["entry_point"].as_str(), call["status"].as_str()), (Some("web"), Some("ended")), "{call}");
