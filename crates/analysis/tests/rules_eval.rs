@@ -7,7 +7,7 @@ use dialnexa_analysis::{analyze_offline, eval};
 
 #[test]
 fn eval_set_scores() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval");
+    let dir = std::env::var("EVAL_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("eval"));
     let cases = match eval::load_dir(&dir) {
         Ok(c) => c,
         Err(e) if e.starts_with("no *.json") => return,

@@ -247,3 +247,34 @@ fn only_schema_fields_and_custom_fields_by_type() {
     assert_eq!(field(&a, "favourite_colour"), None, "ungrounded custom fields stay absent");
     assert_eq!(field(&a, "region"), None, "not in this schema");
 }
+
+// Generalisation rules: each with sentences of our own, not from any eval set.
+
+#[test]
+fn bare_people_counts_are_affected_users() {
+    let a = run(&[(Agent, "How many are affected?"), (Caller, "Forty agents sitting on their hands, the phones won't connect.")]);
+    assert_eq!(field(&a, "affected_users"), Some(json!(40)));
+    let a = run(&[(Caller, "The invite link fails for our new hires. It's nine new starters so far.")]);
+    assert_eq!(field(&a, "affected_users"), Some(json!(9)));
+}
+
+#[test]
+fn alert_name_before_the_word_alert() {
+    let a = run(&[(Caller, "Our QueueDepthCritical alert first went off at six and the workers are stalling.")]);
+    assert_eq!(field(&a, "alert"), Some(json!("QueueDepthCritical")));
+}
+
+#[test]
+fn plan_from_paying_and_even_on() {
+    let a = run(&[(Caller, "Why can't I export more than a year? We're paying Pro for this.")]);
+    assert_eq!(field(&a, "plan"), Some(json!("pro")));
+}
+
+#[test]
+fn callback_time_from_make_it_and_accepted_offer() {
+    let a = run(&[(Caller, "I'm stuck in traffic, I can't talk now. Make it 3:15 tomorrow afternoon, Central."), (Agent, "3:15 Central tomorrow, noted.")]);
+    assert_eq!(field(&a, "callback_time"), Some(json!("2026-03-11T15:15:00-05:00")));
+    assert_eq!(field(&a, "callback_timezone"), Some(json!("America/Chicago")));
+    let a = run(&[(Caller, "The sync is still failing."), (Agent, "I'll ring you back at 4pm with news."), (Caller, "Alright, 4pm then.")]);
+    assert_eq!(field(&a, "callback_time"), Some(json!("2026-03-10T16:00:00-04:00")));
+}

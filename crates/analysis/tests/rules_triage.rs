@@ -152,3 +152,100 @@ fn signals_with_evidence() {
     assert!(!calm.cancellation_language.detected);
     assert!(!calm.repeat_contact.detected);
 }
+
+// Generalisation rules: each with sentences of our own, not from any eval set.
+
+#[test]
+fn expected_vs_actual_on_an_everyday_object_is_a_bug() {
+    // Reproduction plus an expectation makes a defect report even when the object is an invoice or a receipt.
+    let c = cat(&[
+        (Agent, "What's up?"),
+        (
+            Caller,
+            "Whenever I add a discount line to a receipt and press send, the total on the emailed receipt ignores the discount. Same thing every time. I'd expect the total to include it.",
+        ),
+        (Agent, "Thanks, I'll pass that to the team."),
+    ]);
+    assert_eq!(c, Category::Bug);
+}
+
+#[test]
+fn works_as_designed_and_accepted_is_product_confusion() {
+    let c = cat(&[
+        (Caller, "There's a charge on my card from you that I don't recognise, it looks like a second payment."),
+        (Agent, "That's a temporary hold we place when a card is added. It isn't a charge and it disappears after a few days."),
+        (Caller, "Oh, okay, that makes sense. So it's not a second payment then."),
+    ]);
+    assert_eq!(c, Category::ProductConfusion);
+    let c = cat(&[
+        (Caller, "Archived tickets still come up when I search, I thought archiving removed them."),
+        (Agent, "They sit in the recycle bin for a month so they can be restored, that's how search works."),
+        (Caller, "Right, so it's not broken, it's doing that on purpose."),
+    ]);
+    assert_eq!(c, Category::ProductConfusion);
+}
+
+#[test]
+fn press_and_wrong_line_calls_are_other() {
+    let c = cat(&[
+        (
+            Caller,
+            "Hello, I may have the wrong line. I'm a reporter writing a piece on call centres and wondered if someone could interview one of your engineers.",
+        ),
+        (Agent, "That's not us, but I'll pass it to our marketing team."),
+    ]);
+    assert_eq!(c, Category::Other);
+    let c = cat(&[
+        (Caller, "Nothing's wrong, I just wanted to say thank you. Your colleague went above and beyond for us last month."),
+        (Agent, "That's lovely to hear, I'll pass it on."),
+        (Caller, "No problems, no requests, that's all."),
+    ]);
+    assert_eq!(c, Category::Other);
+}
+
+#[test]
+fn role_fix_is_account_configuration() {
+    let c = cat(&[
+        (Caller, "Two of our managers can't open the reports page. I looked and it says viewer for both, they should be admins."),
+        (Agent, "Viewer doesn't include reports, so switching them to admin will sort it."),
+    ]);
+    assert_eq!(c, Category::AccountConfiguration);
+}
+
+#[test]
+fn address_changes_and_data_requests_are_operational() {
+    let c = cat(&[
+        (Caller, "We ordered three headsets last week and we're moving offices. Can you change the shipping address on it?"),
+        (Agent, "It hasn't shipped, so I can update it to the new address now."),
+    ]);
+    assert_eq!(c, Category::OperationalRequest);
+    let c = cat(&[
+        (Caller, "A former client has sent us a subject access request and we need every recording that holds their personal data."),
+        (Agent, "I'll route that to our privacy team."),
+    ]);
+    assert_eq!(c, Category::OperationalRequest);
+}
+
+#[test]
+fn cannot_talk_now_is_a_callback_request() {
+    let c = cat(&[
+        (Caller, "Hi, I want to go over our renewal but I'm heading into a meeting, so I can't do this now."),
+        (Agent, "No problem, when suits you?"),
+        (Caller, "Make it 4 this afternoon."),
+    ]);
+    assert_eq!(c, Category::CallbackRequest);
+}
+
+#[test]
+fn sentiment_generalises() {
+    let s = |pairs: &[(Role, &str)]| run(pairs).sentiment;
+    // Past trouble and reassurance are not today's mood.
+    assert_ne!(
+        s(&[(Caller, "Don't panic, nothing's broken. We had a terrible week back in March but it's been smooth since. Your support has been much better.")]),
+        Sentiment::Negative
+    );
+    // A conditional threat to leave plus "ridiculous" is anger.
+    assert_eq!(s(&[(Caller, "This is ridiculous. If it isn't sorted by Friday we're switching to a competitor.")]), Sentiment::Angry);
+    // Strong loss language is negative.
+    assert_eq!(s(&[(Caller, "The ordering page is completely dead and we're bleeding money every hour.")]), Sentiment::Negative);
+}

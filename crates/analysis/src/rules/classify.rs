@@ -79,14 +79,14 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             Caller,
             2.0,
             "a reproducible defect",
-            r"\b(bug|reproduce it|reproducible|repro|every time i|every time we|each time|consistently|steps to|something wrong with|didn't look right|doesn't look right|looked (?:a bit )?off|looks off|don't add up|doesn't add up|we expect|i expect)\b",
+            r"\b(bug|reproduce it|reproduced it|i reproduced|reproducible|repro|same thing every time|(?:i'd|id|i would|we'd) expect|always (?:one|a) (?:day|hour)|one day (?:early|late|off)|off by one|every time i|every time we|each time|consistently|steps to|something wrong with|didn't look right|doesn't look right|looked (?:a bit )?off|looks off|don't add up|doesn't add up|we expect|i expect)\b",
         ),
         cue(
             Bug,
             Caller,
             1.0,
             "wrong behaviour",
-            r"\b(should (?:be|show|wait|have|find|go|introduce|validate|include|redact)|supposed to|expected|instead of|cuts? off|cutting off|truncat\w+|missing every|no results|greyed out|grayed out|wrong|doesn't match|in the sea|the whole transcript|only keeps|keeps only|drops)\b",
+            r"\b(should (?:just )?(?:say|be|show|wait|have|find|go|introduce|validate|include|redact)|supposed to|expected|instead of|cuts? off|cutting off|truncat\w+|missing every|no results|greyed out|grayed out|wrong|doesn't match|in the sea|the whole transcript|only keeps|keeps only|drops)\b",
         ),
         cue(
             Bug,
@@ -123,14 +123,14 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             Caller,
             1.5,
             "the caller misunderstood",
-            r"\b(so it's not an error|not an error|so it's not a bug|so that's expected|that explains it|i don't understand|i thought|why does it|why is it|is that normal|is that expected|is this expected|confused|have you deleted|did you delete|vanished|i think there's an error in your|your report says|is that right)\b",
+            r"\b(that makes sense|makes sense now|so it's not (?:broken|a second|an actual|really)|so it's just|on purpose|so they're (?:still )?(?:deleted|there|fine)|so it's not an error|not an error|so it's not a bug|so that's expected|that explains it|i don't understand|i thought|why does it|why is it|is that normal|is that expected|is this expected|confused|have you deleted|did you delete|vanished|i think there's an error in your|your report says|is that right)\b",
         ),
         cue(
             ProductConfusion,
             Agent,
             2.5,
             "it works as designed",
-            r"\b(that's expected|is expected|working as (?:designed|intended)|by design|that's how it works|that is how it works|the normal status|is normal|that's normal|nothing is broken|not a bug|didn't fail|did not fail|not deleted|weren't deleted|were not deleted|archived|excludes? test|doesn't count|does not count|that's the correct|as expected|that's why|which is why|it's counting|is counting|that explains|the difference is|it's actually|(?:is|are) billed per|rounding|rounds up|per started minute|that's the intended)\b",
+            r"\b(isn't a (?:charge|payment|bug)|is not a (?:charge|payment)|(?:pre-?)?authori[sz]ation hold|a temporary hold|drops off on its own|recycle bin|trash|soft[- ]delete\w*|can be restored|that's what [\w ]{1,30} means|on purpose|that's how [\w ]{1,30} works|expected behaviou?r|that's expected|is expected|working as (?:designed|intended)|by design|that's how it works|that is how it works|the normal status|is normal|that's normal|nothing is broken|not a bug|didn't fail|did not fail|not deleted|weren't deleted|were not deleted|archived|excludes? test|doesn't count|does not count|that's the correct|as expected|that's why|which is why|it's counting|is counting|that explains|the difference is|it's actually|(?:is|are) billed per|rounding|rounds up|per started minute|that's the intended)\b",
         ),
         // Account configuration.
         cue(
@@ -146,6 +146,20 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             2.0,
             "a setting on the account",
             r"\b(your account (?:is|was|still|has)|on your account|your workspace (?:is|was|has)|i've (?:updated|changed|enabled|raised|applied|switched|fixed|added|turned)|i can (?:enable|turn on|raise|update|change|switch|apply|add)|the setting|toggle|your role|viewer role|role (?:doesn't|does not)|enforce sso|enforced|wasn't applied|not applied|never applied|not enabled|wasn't enabled|isn't enabled|left at (?:the )?default|default (?:limit|rate)|limit on your account|allowlist|exempt|exception for|bypass|local admin|feature flag|wasn't switched on|was never (?:completed|enabled|switched on|applied)|never completed|i'm enabling|enabling it|it only has|only has the|it's missing|missing the|scope|re-send the verification|verif(?:y|ies) [\w ]+ separately|per workspace|each workspace|seats? (?:were|was) never|your plan does show)\b",
+        ),
+        cue(
+            AccountConfiguration,
+            Caller,
+            2.0,
+            "a role or permission",
+            r"\b(it says (?:viewer|member|guest|read-only|basic)|should be (?:\w+ )?admins?|(?:wrong|right) role|what role|which role|role (?:is|was) wrong)\b",
+        ),
+        cue(
+            AccountConfiguration,
+            Agent,
+            1.5,
+            "a role change",
+            r"\b((?:doesn't|does not) include|switching (?:them|him|her|you) to|switch (?:them|him|her|you) to|role (?:are|is) they|role are they|what role|which role)\b",
         ),
         // Known limitations.
         cue(
@@ -168,7 +182,7 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             Caller,
             2.0,
             "a billing or admin task",
-            r"\b(refund(?:ed)?|charged twice|double charged|invoice|billing address|card on file|update the card|service credit|credit note|renewal|at renewal|drop from|reduce (?:our )?seats|export of all|data request|gdpr|admin access|access to our|headsets|order \d+|shipment|number porting|porting|statement|i owe|overage|billed for|reissue|claim|cancel our contract|cancel (?:my|our) (?:account|subscription|plan|contract)|reset (?:my )?password|prove it is me|locked out of|insurance)\b",
+            r"\b(shipping address|delivery address|change the address|(?:subject|data) access request|dsar|right to be forgotten|erasure request|personal data|export of every|order number|we ordered|hasn't shipped|refund(?:ed)?|charged twice|double charged|invoice|billing address|card on file|update the card|service credit|credit note|renewal|at renewal|drop from|reduce (?:our )?seats|export of all|data request|gdpr|admin access|access to our|headsets|order \d+|shipment|number porting|porting|statement|i owe|overage|billed for|reissue|claim|cancel our contract|cancel (?:my|our) (?:account|subscription|plan|contract)|reset (?:my )?password|prove it is me|locked out of|insurance)\b",
         ),
         cue(
             OperationalRequest,
@@ -182,7 +196,7 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             Agent,
             1.0,
             "the agent processed a request",
-            r"\b(refund|credit note|invoice|reissue|billing team|finance team|data request form|approval link|payment link|tracking number|cancellation form|reset link|confirmation)\b",
+            r"\b(privacy team|data protection|hasn't shipped|(?:the )?new address|refund|credit note|invoice|reissue|billing team|finance team|data request form|approval link|payment link|tracking number|cancellation form|reset link|confirmation)\b",
         ),
         // Callbacks.
         cue(
@@ -190,33 +204,49 @@ static CUES: LazyLock<Vec<Cue>> = LazyLock::new(|| {
             Caller,
             3.0,
             "asks to be called back",
-            r"\b(call (?:me|us) back|ring (?:me|us) back|call back|callback|give me a call|someone (?:to )?(?:call|ring) me|can someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|can we do this another time|another time|terrible time|bad time|about to go into a meeting|i am driving|i'm driving|walk [\w ]+ through it on a call)\b",
+            r"\b(can't (?:do|talk about) (?:this|that|it) (?:now|right now)|can't talk (?:now|right now)|(?:walking|going|heading) into (?:a|an|my|the) (?:\w+ )?meeting|make it (?:\d{1,2}(?::\d\d)?|tomorrow|monday|tuesday|wednesday|thursday|friday)|call (?:me|us) back|ring (?:me|us) back|call back|callback|give me a call|someone (?:to )?(?:call|ring) me|can someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|can we do this another time|another time|terrible time|bad time|about to go into a meeting|i am driving|i'm driving|walk [\w ]+ through it on a call)\b",
         ),
         cue(
             CallbackRequest,
             Agent,
             0.5,
             "the agent offered a callback",
-            r"\b(would you like (?:us to call you back|a callback|a call back)|call you back|returning your (?:call|message)|book (?:a|an) [\w ]*call|call you (?:on|at|tomorrow|monday|tuesday|wednesday|thursday|friday))\b",
+            r"\b(set up a call|will call you at|would you like (?:us to call you back|a callback|a call back)|call you back|returning your (?:call|message)|book (?:a|an) [\w ]*call|call you (?:on|at|tomorrow|monday|tuesday|wednesday|thursday|friday))\b",
         ),
         // Other: wrong numbers, sales, thanks.
-        cue(Other, Caller, 1.5, "a thank-you call", r"\b(just calling to say thanks|calling to say thanks|just wanted to say thank)\b"),
+        cue(
+            Other,
+            Caller,
+            1.5,
+            "a thank-you call",
+            r"\b(just calling to say thanks|calling to say thanks|just wanted to say thank|just a thank you|no problems, no requests|no requests|tell (?:her|his|their) manager|went (?:well )?beyond|above and beyond)\b",
+        ),
         cue(
             Other,
             Caller,
             4.0,
             "not a support matter",
-            r"\b(wrong number|is this [\w']+ pizzeria|pizza|pepperoni|not customers yet|evaluating (?:voice ai )?vendors|volume pricing|pricing for the|sales team|request a demo|book a demo)\b",
+            r"\b(wrong number|wrong line|wrong department|podcast|journalist|reporter|press (?:inquiry|enquiry)|interview (?:someone|you|one of)|partnership (?:opportunity|proposal)|i'm not a customer|not a customer|we sell|is this [\w']+ pizzeria|pizza|pepperoni|not customers yet|evaluating (?:voice ai )?vendors|volume pricing|pricing for the|sales team|request a demo|book a demo)\b",
         ),
         cue(
             Other,
             Agent,
             2.0,
             "not a support matter",
-            r"\b(wrong number|you've reached|this is not|pass your details to our sales team|sales team|glad (?:it's|to hear))\b",
+            r"\b(wrong number|that's not us|marketing team|pass it on|lovely to hear|you've reached|this is not|pass your details to our sales team|sales team|glad (?:it's|to hear))\b",
         ),
     ]
 });
+
+static BUG_EXPECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b((?:i'd|id|i would|we'd|we would) expect|should (?:just )?(?:say|be|show|have|display)|supposed to|instead of)\b").expect("bug expect")
+});
+static BUG_REPRO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(every time|each time|reproduc\w+|same thing|always|consistently|every single time|(?:five|ten|several|a few|three|four) times)\b")
+        .expect("bug repro")
+});
+static OP_ASK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(refund|credit (?:us|me|back)|cancel|charged (?:us |me )?twice|change the|update the|reissue)\b").expect("op ask"));
 
 pub struct Triage {
     pub category: Category,
@@ -247,7 +277,9 @@ pub fn categorize(doc: &Doc, has_errors: bool, callback_main: bool) -> Triage {
             if (c.who == Who::Caller) != caller {
                 continue;
             }
-            if caller && negated(doc, m.start(), m.end()) && !matches!(c.cat, Category::KnownLimitation | Category::ProductConfusion | Category::SetupQuestion)
+            if caller
+                && negated(doc, m.start(), m.end())
+                && !matches!(c.cat, Category::KnownLimitation | Category::ProductConfusion | Category::SetupQuestion | Category::Other)
             {
                 continue;
             }
@@ -294,6 +326,17 @@ pub fn categorize(doc: &Doc, has_errors: bool, callback_main: bool) -> Triage {
             }
         }
     }
+    // Expected-vs-actual plus reproduction is a bug report, whatever object (invoice, booking) it is about.
+    if BUG_EXPECT.find_iter(&doc.lower).any(|m| doc.is_caller(doc.turn_of_lower(m.start())))
+        && BUG_REPRO.find_iter(&doc.lower).any(|m| doc.is_caller(doc.turn_of_lower(m.start())))
+        && !OP_ASK.find_iter(&doc.lower).any(|m| doc.is_caller(doc.turn_of_lower(m.start())))
+    {
+        for (k, v) in scores.iter_mut() {
+            if *k == Category::Bug {
+                *v += 2.0;
+            }
+        }
+    }
     if callback_main {
         for (k, v) in scores.iter_mut() {
             if *k == Category::CallbackRequest {
@@ -329,7 +372,7 @@ pub fn categorize(doc: &Doc, has_errors: bool, callback_main: bool) -> Triage {
 }
 
 static SEV1: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(sev ?1|p1|completely down|entire (?:api|site|platform|system|service)|(?:api|site|platform|system|service) is (?:completely )?down|total outage|everything is down|not one call|nobody can|no one can|revenue (?:has )?stopped|down for everyone|all (?:of )?our customers|can't process any|can't take any|zero (?:calls|orders|payments) (?:are )?(?:coming|going) through)\b").expect("sev1")
+    Regex::new(r"\b(sev ?1|p1|completely down|completely dead|not a single (?:\w+ )?(?:customer|user|caller|order|payment) can|entire (?:api|site|platform|system|service)|(?:api|site|platform|system|service) is (?:completely )?down|total outage|everything is down|not one call|nobody can|no one can|revenue (?:has )?stopped|down for everyone|all (?:of )?our customers|can't process any|can't take any|zero (?:calls|orders|payments) (?:are )?(?:coming|going) through)\b").expect("sev1")
 });
 static SEV2: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(sev ?2|p2|many|most of|half|no workaround|hurting|every single|all of (?:our|them)|all \d+|can't log in|cannot log in|customers can't|customers aren't|blocked|stalled|major|significant|key flow|way late|timing out|\d+ engineers|losing)\b").expect("sev2")
@@ -376,10 +419,17 @@ static ANGRY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(unacceptable|ridiculous|insulting|furious|lawyer|third time|fourth time|fifth time|i am done|i'm done|fed up|sick of|useless|incompetent|worst|pathetic|joke|absolutely unacceptable|moving our [\w ]+ to another|another provider|cancel|damn|hell|what the|you people|doesn't pay|not sixteen|three weeks!)\b|!!").expect("angry")
 });
 static NEG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(frustrat\w+|annoy\w+|disappoint\w+|concern\w+|worried|worry|hurting|stressful|not happy|unhappy|terrible|struggling|hammered|hurry|it's been a day|don't understand|nobody has replied|nobody has told|urgent|unfortunately|awful|upset|losing|angry|this matters|serious problem|not what i wanted|come on|costs? us|we need this|before the|deadline|on hold|tedious|bit worse|hurt(?:s|ing)?|blame[sd]?|stressed|nightmare|mess|panic\w*|can't afford|a big problem|big deal for us|won't be ready|miss the)\b").expect("neg")
+    Regex::new(r"\b(bleeding (?:money|cash|revenue|customers)|completely dead|dead in the water|frustrat\w+|annoy\w+|disappoint\w+|concern\w+|worried|worry|hurting|stressful|not happy|unhappy|terrible|struggling|hammered|hurry|it's been a day|don't understand|nobody has replied|nobody has told|urgent|unfortunately|awful|upset|losing|angry|this matters|serious problem|not what i wanted|come on|costs? us|we need this|before the|on hold|embarrass\w*|tedious|bit worse|hurt(?:s|ing)?|blame[sd]?|stressed|nightmare|mess|panic|panicking|can't afford|a big problem|big deal for us|won't be ready|miss the)\b").expect("neg")
 });
 static POS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(thanks so much|thank you so much|thank you very much|awesome|brilliant|love it|appreciate it|really appreciate|fantastic|wonderful|amazing|excellent|real help|very helpful|so helpful|super helpful|clear answer|great help|to say thanks|hold times have dropped|you folks are great|you've been great|made my day|that's great news|great news|delighted|thrilled)\b").expect("pos")
+    Regex::new(r"\b(thanks so much|thank you so much|thank you very much|awesome|brilliant|love it|appreciate it|really appreciate|fantastic|wonderful|amazing|excellent|real help|very helpful|so helpful|super helpful|clear answer|great help|to say thanks|hold times have dropped|explaining it so clearly|so clearly|(?:went|goes|gone) (?:well )?beyond|above and beyond|just a thank you|you're the best|you guys are the best|much better|you folks are great|you've been great|made my day|that's great news|great news|delighted|thrilled)\b").expect("pos")
+});
+
+static THREAT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:moving|switching|going|move|switch|take (?:our|my) business) (?:over )?to (?:a competitor|one of your competitors|another (?:provider|vendor))\b").expect("threat")
+});
+static CALM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(back in (?:january|february|march|april|may|june|july|august|september|october|november|december|\d{4}|the day)|last year|years? ago|used to be|before you panic|don't panic|nothing's (?:broken|down|wrong)|nothing is (?:broken|down|wrong)|no problems)\b").expect("calm")
 });
 
 pub fn sentiment(doc: &Doc) -> Sentiment {
@@ -391,8 +441,19 @@ pub fn sentiment(doc: &Doc) -> Sentiment {
             })
             .count() as f64
     };
-    let angry = count(&ANGRY);
-    let neg = count(&NEG);
+    // A threat to leave counts even when conditional ("if this isn't fixed we're moving to a competitor").
+    let threat = THREAT.find_iter(&doc.lower).filter(|m| doc.is_caller(doc.turn_of_lower(m.start()))).count() as f64;
+    let angry = count(&ANGRY) + threat;
+    // Trouble in a reassurance ("nothing's broken") or in the past ("that outage back in January") is not today's mood.
+    let neg = NEG
+        .find_iter(&doc.lower)
+        .filter(|m| {
+            let t = doc.turn_of_lower(m.start());
+            doc.is_caller(t)
+                && !negated(doc, m.start(), m.end())
+                && !doc.sentence_at(m.start()).is_some_and(|s| CALM.is_match(&doc.lower[s.start..s.end.min(doc.lower.len())]))
+        })
+        .count() as f64;
     let pos = count(&POS);
     // Shouting: several all-caps words or exclamation marks in caller turns.
     let mut shout = 0.0;

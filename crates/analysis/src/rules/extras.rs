@@ -200,12 +200,15 @@ pub fn redact_turn(text: &str, masks: &[&Mask]) -> String {
 
 re!(
     CALLBACK,
-    r"\b(call (?:me|us) back|ring (?:me|us) back|call back|callback|call-back|give me a call|someone (?:to )?(?:call|ring) me|(?:can|could) someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|call me (?:at|on|tomorrow|later|after|before|this|next|monday|tuesday|wednesday|thursday|friday)|can we do this another time|another time|walk [\w ]+ through it on a call|reach me)\b"
+    r"\b(can't (?:do|talk about) (?:this|that|it) (?:now|right now)|can't talk (?:now|right now)|make it (?:\d{1,2}(?::\d\d)?|tomorrow|monday|tuesday|wednesday|thursday|friday)|call (?:me|us) back|ring (?:me|us) back|call back|callback|call-back|give me a call|someone (?:to )?(?:call|ring) me|(?:can|could) someone (?:from [\w ]+ )?(?:call|ring)|have (?:someone|somebody) call|call me (?:at|on|tomorrow|later|after|before|this|next|monday|tuesday|wednesday|thursday|friday)|can we do this another time|another time|walk [\w ]+ through it on a call|reach me)\b"
 );
 re!(
     OFFER,
-    r"\b(would you like (?:us to call you back|a callback|a call back|someone to call)|(?:will|'ll) (?:have (?:someone|somebody|[\w ]{1,30}) )?call you (?:back )?(?:tomorrow|today|on|at|this|next|monday|tuesday|wednesday|thursday|friday)|shall (?:we|i) call you|how about|does .* work for you|what time works|when (?:is|would be) a good time|book (?:a|an) [\w ]*call)\b"
+    r"\b(would you like (?:us to call you back|a callback|a call back|someone to call)|(?:will|'ll) (?:personally |also )?(?:have (?:someone|somebody|[\w ]{1,30}) )?(?:call|ring|phone) you (?:back )?(?:tomorrow|today|on|at|this|next|monday|tuesday|wednesday|thursday|friday)|shall (?:we|i) call you|how about|does .* work for you|what time works|when (?:is|would be) a good time|book (?:a|an) [\w ]*call)\b"
 );
+
+// Accepting an offered time: "Fine, 2pm." / "Alright, Thursday works."
+re!(ACCEPT, r"^\W*(fine|alright|all right|deal|works for me|that'd be good|please do)\b");
 
 pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) -> Vec<CallbackRequest> {
     let doc = ctx.doc;
@@ -220,7 +223,11 @@ pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) 
     if start_turn.is_none() {
         for m in OFFER.find_iter(&doc.lower) {
             let t = doc.turn_of_lower(m.start());
-            if !doc.is_caller(t) && t + 1 < doc.turns.len() && doc.is_caller(t + 1) && affirmative(doc.turn_lower(t + 1)) && doc.turn_lower(t).contains("call")
+            if !doc.is_caller(t)
+                && t + 1 < doc.turns.len()
+                && doc.is_caller(t + 1)
+                && (affirmative(doc.turn_lower(t + 1)) || ACCEPT.is_match(doc.turn_lower(t + 1)))
+                && (doc.turn_lower(t).contains("call") || doc.turn_lower(t).contains("ring"))
             {
                 let (s, e) = doc.turns[t + 1].lower;
                 start_turn = Some((t + 1, s, e));
@@ -234,6 +241,7 @@ pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) 
     let mut caller_time: Option<(time::Resolved, usize, usize)> = None;
     let mut agent_time: Option<(time::Resolved, usize, usize)> = None;
     let mut zone: Option<&'static str> = None;
+    let mut zone_turn: Option<usize> = None;
     for t in t0..window_end {
         let (ns, ne) = doc.turns[t].norm;
         let text = &doc.norm[ns..ne];
@@ -255,9 +263,29 @@ pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) 
         }
         if zone.is_none() {
             zone = time::find_zone(text).map(|z| z.0).or_else(|| all.iter().find_map(|r| r.zone));
+            if zone.is_some() {
+                zone_turn = Some(t);
+            }
         }
     }
-    let chosen = caller_time.or(agent_time);
+    let mut chosen = caller_time.or(agent_time);
+    // "Make it 10:30 tomorrow morning, Pacific": a zone named in the same turn as the time applies to it.
+    if let Some((r, ns, t)) = chosen.as_mut()
+        && r.zone.is_none()
+        && let Some(z) = zone.filter(|_| zone_turn == Some(*t)).or_else(|| {
+            doc.turn_lower(*t)
+                .split(|c: char| !c.is_alphabetic())
+                .find_map(|w| if matches!(w, "pacific" | "eastern" | "central" | "mountain") { time::zone_name(w) } else { None })
+        })
+        && z != ctx.tz
+    {
+        let (s0, e0) = doc.turns[*t].norm;
+        if let Some(again) = time::resolve_all(&doc.norm[s0..e0], ctx.call_time, z, Mode::Future).into_iter().find(|x| x.start == r.start) {
+            *r = again;
+            r.zone = Some(z);
+        }
+        *ns = s0;
+    }
     let zone = chosen.as_ref().and_then(|c| c.0.zone).or(zone);
     let phone = fields.get("caller_phone").and_then(|f| f.value.as_str().map(str::to_string));
     let (preferred_time, preferred_time_text) = match &chosen {

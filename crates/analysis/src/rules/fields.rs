@@ -240,7 +240,7 @@ re!(
 );
 re!(
     AFFECT_CUE,
-    r"\b(affect|affects|affected|affecting|impact|impacted|can't|cannot|unable|locked|blocked|stuck|down|failing|fail|errors?|broken|can not|all|every|none of|no one|nobody|not|waiting|idle|invite|add)\b"
+    r"\b(affect|affects|affected|affecting|impact|impacted|can't|cannot|unable|locked|blocked|stuck|down|failing|fail|errors?|broken|can not|all|every|none of|no one|nobody|not|waiting|idle|invite|add|sitting|sat|on their hands|so far|new starters|new hires)\b"
 );
 
 re!(
@@ -269,7 +269,7 @@ re!(MEDIUM, r"\b(medium priority|moderately urgent|somewhat urgent|this week|whe
 re!(MONITOR, r"(?i)\bmonitor\s+(?:called\s+|named\s+|is\s+)?['\x22“]?([A-Za-z0-9][\w.>-]*[-_][\w.>-]+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)");
 re!(ALERT_Q, r#"(?i)\b(?:alert|alarm|monitor)\s+(?:is\s+|was\s+|called\s+|named\s+|titled\s+)?['"“‘]([^'"”’]{2,60})['"”’]"#);
 re!(Q_ALERT, r#"['"“‘]([^'"”’]{2,60})['"”’]\s+(?:alert|alarm|monitor)\b"#);
-re!(ALERT_NAME, r"(?i)\b(?:alert|alarm)\s+(?:called\s+|named\s+|is\s+)?([A-Za-z0-9][\w.>-]*[-_][\w.>-]+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)");
+re!(ALERT_NAME, r"\b(?i:alert|alarm)\s+(?i:called\s+|named\s+|is\s+)?([A-Za-z0-9][\w.>-]*[-_][\w.>-]+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)");
 re!(NAMED_ALERT, r"\b([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+|[A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)\s+(monitor|alert|alarm)\b");
 re!(
     OWNER,
@@ -625,7 +625,7 @@ fn plan(ctx: &Ctx) -> Option<Found> {
     }
     // "upgraded to enterprise": the plan they are now on.
     static UPG: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\b(?:upgraded to|moved to|switched to|we're on|we are on|on the|paying for|we pay for|we have|we're an?|we are an?)\s+(?:the\s+|an?\s+)?(free|starter|pro|business|enterprise)\b").expect("upg")
+        Regex::new(r"\b(?:upgraded to|moved to|switched to|we're on|we are on|on the|paying for|we pay for|we're paying|we are paying|we pay|even on|we have|we're an?|we are an?)\s+(?:the\s+|an?\s+)?(free|starter|pro|business|enterprise)\b").expect("upg")
     });
     for c in UPG.captures_iter(&doc.lower) {
         let Some(p) = c.get(1) else { continue };
