@@ -79,6 +79,32 @@ pub trait Connector: Send + Sync {
     async fn deliver(&self, req: &HandoffRequest) -> Outcome;
 }
 
+/// Remove secrets from everything an outcome carries (log lines, error, evidence), with the
+/// connector's own `scrub`: defence in depth against an answer that echoes a credential.
+pub fn scrub_outcome(outcome: Outcome, scrub: impl Fn(&str) -> String) -> Outcome {
+    let Outcome { result, mut log } = outcome;
+    for l in &mut log {
+        l.request = scrub(&l.request);
+        l.response_excerpt = l.response_excerpt.as_deref().map(&scrub);
+        l.error = l.error.as_deref().map(&scrub);
+    }
+    let result = match result {
+        Ok(mut d) => {
+            if let Ok(text) = serde_json::to_string(&d.evidence)
+                && text != scrub(&text)
+            {
+                d.evidence = serde_json::from_str(&scrub(&text)).unwrap_or(Value::Null);
+            }
+            Ok(d)
+        }
+        Err(mut e) => {
+            e.message = scrub(&e.message);
+            Err(e)
+        }
+    };
+    Outcome { result, log }
+}
+
 /// Status codes worth retrying: 408, 425, 429 and 5xx. Other 4xx are the request's fault.
 pub fn retryable_status(status: u16) -> bool {
     matches!(status, 408 | 425 | 429) || (500..600).contains(&status)

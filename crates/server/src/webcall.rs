@@ -340,15 +340,16 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<
         }
     });
     let agent_cfg = AgentConfig::parse(&config).ok();
-    let (max_duration_ms, voice) = match &agent_cfg {
-        Some(AgentConfig::Flow(f)) => (f.max_duration_ms, f.voice.clone()),
-        Some(AgentConfig::Llm(l)) => (l.max_duration_ms, l.voice.clone()),
-        None => (30 * 60 * 1000, None),
+    let max_duration_ms = match &agent_cfg {
+        Some(AgentConfig::Flow(f)) => f.max_duration_ms,
+        Some(AgentConfig::Llm(l)) => l.max_duration_ms,
+        None => 30 * 60 * 1000,
     };
     let cfg = LiveConfig {
         max_duration_ms,
         silence_timeout_ms: state.config.silence_timeout_ms,
-        voice: state.config.tts_voice.clone().or(voice).filter(|_| state.config.tts_voice.is_some()),
+        // Only the server's configured voice: a Wyoming TTS server downloads any other voice named.
+        voice: state.config.tts_voice.clone(),
         ..LiveConfig::default()
     };
     drop(in_tx);

@@ -7,7 +7,7 @@ use dialnexa_core::{AgentId, Annotation, AnnotationId, CallId, TimelineEvent, Tr
 
 use crate::db::{SqlStore, conflict_on_unique, get, json, ms, parse, ts, ts_opt, u32_of};
 use crate::queue::{Claimed, Completion, NewWork, complete_in, insert_work};
-use crate::{AnalysisUpdate, AnnotationFilter, CallCursor, CallDetail, CallFilter, CallRow, HandoffSummary, NewCall, RecordingInfo, Result, StoreError};
+use crate::{AnalysisUpdate, AnnotationFilter, CallCursor, CallDetail, CallFilter, CallRow, NewCall, RecordingInfo, Result, StoreError};
 
 const COLS: &str = "call_id, entry_point, direction, from_number, to_number, agent_id, agent_version, config_hash, route, batch_id, workflow_id, status, disconnection_reason, created_at, started_at, ended_at, duration_ms, category, summary, extracted_fields, analysis, transfer, recording, audio_cache_hits, audio_cache_misses, metadata, updated_at, timezone";
 
@@ -162,25 +162,7 @@ pub(crate) async fn get_call(s: &SqlStore, id: &CallId) -> Result<CallDetail> {
         })
         .collect::<Result<Vec<_>>>()?;
     let annotations = list_annotations(s, &AnnotationFilter { call_id: Some(id.clone()), ..Default::default() }, None, 10_000).await?;
-    let handoffs = sqlx::query(
-        "SELECT handoff_id, integration_id, action, idempotency_key, status, reason FROM handoffs WHERE call_id = $1 ORDER BY created_at, handoff_id",
-    )
-    .bind(id.as_str())
-    .fetch_all(&s.pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(HandoffSummary {
-            handoff_id: get(r, "handoff_id")?,
-            integration_id: get(r, "integration_id")?,
-            action: get(r, "action")?,
-            idempotency_key: get(r, "idempotency_key")?,
-            status: get(r, "status")?,
-            reason: get(r, "reason")?,
-        })
-    })
-    .collect::<Result<Vec<_>>>()?;
-    Ok(CallDetail { row, timeline, transcript, annotations, handoffs })
+    Ok(CallDetail { row, timeline, transcript, annotations })
 }
 
 /// A query under construction: conditions and their bound values, numbered in order.

@@ -140,16 +140,6 @@ pub struct NewCall {
     pub transcript: Vec<TranscriptTurn>,
 }
 
-#[derive(Debug, Clone)]
-pub struct HandoffSummary {
-    pub handoff_id: String,
-    pub integration_id: String,
-    pub action: String,
-    pub idempotency_key: String,
-    pub status: String,
-    pub reason: Option<String>,
-}
-
 /// A call with all its evidence.
 #[derive(Debug, Clone)]
 pub struct CallDetail {
@@ -157,7 +147,6 @@ pub struct CallDetail {
     pub timeline: Vec<TimelineEvent>,
     pub transcript: Vec<TranscriptTurn>,
     pub annotations: Vec<dialnexa_core::Annotation>,
-    pub handoffs: Vec<HandoffSummary>,
 }
 
 /// Filters of `GET /v1/calls`; every one is an indexed equality or range.

@@ -237,11 +237,7 @@ impl Drop for TestApp {
 
 /// The demo agent's config.
 pub fn demo_agent_config() -> Value {
-    serde_json::from_str(dialnexa_voice_demo()).expect("demo JSON")
-}
-
-fn dialnexa_voice_demo() -> &'static str {
-    dialnexa_voice::DEMO_AGENT_CONFIG
+    serde_json::from_str(dialnexa_voice::DEMO_AGENT_CONFIG).expect("demo JSON")
 }
 
 /// Runs `f` once per backend (a test body shared by SQLite and PostgreSQL).

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::connector::{AttemptLog, Connector, Delivered, DeliveryError, Exchange, HandoffRequest, Outcome, redact_url, retry_after, retryable_status, send};
+use crate::connector::{
+    AttemptLog, Connector, Delivered, DeliveryError, Exchange, HandoffRequest, Outcome, redact_url, retry_after, retryable_status, scrub_outcome, send,
+};
 use crate::kind::IntegrationKind;
 
 pub const ACTIONS: &[&str] = &["capture_screenshot", "scrape_site", "site_info"];
@@ -175,27 +177,7 @@ impl Connector for OpengraphIo {
     async fn deliver(&self, req: &HandoffRequest) -> Outcome {
         let mut log = Vec::new();
         let result = self.run(req, &mut log).await;
-        // Defence in depth: an answer that echoes the app_id must not carry it into storage.
-        for l in &mut log {
-            l.request = self.scrub(&l.request);
-            l.response_excerpt = l.response_excerpt.as_deref().map(|s| self.scrub(s));
-            l.error = l.error.as_deref().map(|s| self.scrub(s));
-        }
-        let result = match result {
-            Ok(mut d) => {
-                if let Ok(text) = serde_json::to_string(&d.evidence)
-                    && text != self.scrub(&text)
-                {
-                    d.evidence = serde_json::from_str(&self.scrub(&text)).unwrap_or(Value::Null);
-                }
-                Ok(d)
-            }
-            Err(mut e) => {
-                e.message = self.scrub(&e.message);
-                Err(e)
-            }
-        };
-        Outcome { result, log }
+        scrub_outcome(Outcome { result, log }, |t| self.scrub(t))
     }
 }
 

@@ -100,14 +100,12 @@ const PRE_ROLL: usize = 16 * 300;
 
 /// A sentence being synthesized: its audio arrives over `rx`.
 struct Speech {
-    text: String,
     rx: mpsc::Receiver<Result<Vec<i16>, SpeechError>>,
     done: bool,
     samples: usize,
 }
 
 struct AgentTurn {
-    index: usize,
     text: String,
     spoken_samples: usize,
     total_samples: usize,
@@ -207,7 +205,6 @@ impl Engine {
             });
         }
         let turn = self.turn.get_or_insert_with(|| AgentTurn {
-            index: usize::MAX,
             text: String::new(),
             spoken_samples: 0,
             total_samples: 0,
@@ -219,7 +216,7 @@ impl Engine {
             turn.text.push(' ');
         }
         turn.text.push_str(&text);
-        self.speeches.push_back(Speech { text, rx, done: false, samples: 0 });
+        self.speeches.push_back(Speech { rx, done: false, samples: 0 });
     }
 
     fn agent_busy(&self) -> bool {
@@ -247,7 +244,6 @@ impl Engine {
                 }
             }
             if front.done {
-                let _ = &front.text;
                 self.speeches.pop_front();
             }
         }
@@ -297,7 +293,6 @@ impl Engine {
         let index = self.o.transcript.len() as u32;
         self.o.transcript.push(TranscriptTurn { index, role: Role::Agent, text: stored.clone(), start_ms: start, end_ms: t.ended_ms.max(start) });
         self.send(json!({ "type": "transcript", "role": "agent", "text": stored, "final": true, "interrupted": interrupted })).await;
-        let _ = t.index;
         Some(text)
     }
 
@@ -521,7 +516,7 @@ pub async fn run_call(
                 e.send(json!({ "type": "transcript", "role": "caller", "text": text, "final": true })).await;
                 reply = Some(agent.reply(&text).await);
                 reply_turn = Some(index);
-                e.turn = Some(AgentTurn { index: usize::MAX, text: String::new(), spoken_samples: 0, total_samples: 0, started_ms: None, ended_ms: 0, answering: Some(end_of_speech) });
+                e.turn = Some(AgentTurn { text: String::new(), spoken_samples: 0, total_samples: 0, started_ms: None, ended_ms: 0, answering: Some(end_of_speech) });
             }
             Some(()) = ready_rx.recv() => {
                 // Audio is ready: if the agent has not started talking yet, start now.
