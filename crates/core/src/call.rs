@@ -102,11 +102,13 @@ pub enum DisconnectionReason {
     ErrorTts,
     ErrorLlm,
     ErrorNoAudio,
+    /// The caller's side broke the media protocol (audio far ahead of real time, an oversized frame).
+    ErrorProtocol,
     ErrorInternal,
 }
 
 impl DisconnectionReason {
-    pub const ALL: [DisconnectionReason; 16] = [
+    pub const ALL: [DisconnectionReason; 17] = [
         Self::UserHangup,
         Self::AgentHangup,
         Self::Transfer,
@@ -122,6 +124,7 @@ impl DisconnectionReason {
         Self::ErrorTts,
         Self::ErrorLlm,
         Self::ErrorNoAudio,
+        Self::ErrorProtocol,
         Self::ErrorInternal,
     ];
 
@@ -142,6 +145,7 @@ impl DisconnectionReason {
             Self::ErrorTts => "error_tts",
             Self::ErrorLlm => "error_llm",
             Self::ErrorNoAudio => "error_no_audio",
+            Self::ErrorProtocol => "error_protocol",
             Self::ErrorInternal => "error_internal",
         }
     }
@@ -149,7 +153,7 @@ impl DisconnectionReason {
     /// Who ended it: `caller`, `agent`, `platform`, `provider` or `config`.
     pub fn owner(self) -> &'static str {
         match self {
-            Self::UserHangup | Self::NoAnswer | Self::Busy => "caller",
+            Self::UserHangup | Self::NoAnswer | Self::Busy | Self::ErrorProtocol => "caller",
             Self::AgentHangup | Self::Transfer => "agent",
             Self::MaxDuration | Self::MaxTurns | Self::SilenceTimeout | Self::TerminatedByApi | Self::ErrorInternal => "platform",
             Self::DialFailed | Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio => "provider",
@@ -161,7 +165,7 @@ impl DisconnectionReason {
     pub fn final_status(self) -> CallStatus {
         match self {
             Self::NoAnswer | Self::Busy | Self::DialFailed | Self::NoRoute => CallStatus::NotConnected,
-            Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio | Self::ErrorInternal => CallStatus::Error,
+            Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio | Self::ErrorProtocol | Self::ErrorInternal => CallStatus::Error,
             _ => CallStatus::Ended,
         }
     }

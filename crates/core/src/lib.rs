@@ -11,6 +11,7 @@ pub mod flow;
 pub mod hash;
 pub mod ids;
 pub mod phone;
+pub mod retry;
 pub mod route;
 
 pub use agent::{AgentConfig, ConfigError};
@@ -19,3 +20,4 @@ pub use entry::{Direction, EntryPoint};
 pub use evidence::{Annotation, AnnotationKind, ExtractedField, Role, Span, TimelineEvent, TranscriptTurn};
 pub use ids::{AgentId, AnnotationId, ApiKeyId, CallId, WorkItemId};
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub use retry::{RetryDelay, RetryHint, RetrySchedule};

@@ -21,6 +21,20 @@ pub struct HandoffRequest {
     pub payload: HandoffPayload,
     /// 1-based.
     pub attempt: u32,
+    /// A repeat of an issue already handed off: add to that record (a comment, a thread
+    /// reply, a note) instead of creating a new one. `None`: create (or find) the record.
+    pub update: Option<ExistingRecord>,
+}
+
+/// The record an earlier call created for the same issue, that a repeat adds to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExistingRecord {
+    /// The call whose handoff created the record.
+    pub call_id: String,
+    pub external_id: String,
+    pub external_url: Option<String>,
+    /// What that delivery gave back (e.g. Slack's `channel` and `ts`, a ticket number).
+    pub evidence: Value,
 }
 
 /// A successful delivery.
@@ -76,7 +90,30 @@ pub trait Connector: Send + Sync {
     fn kind(&self) -> IntegrationKind;
     /// The actions this connector can carry out.
     fn actions(&self) -> &'static [&'static str];
+    /// Whether this connector can add to an existing record for `action` (a comment on an
+    /// issue or ticket, a reply in a thread): when it can and [`HandoffRequest::update`] is
+    /// set, `deliver` adds to that record instead of creating one. When it cannot, `deliver`
+    /// ignores `update` and creates (or finds) a record as usual.
+    fn updates(&self, _action: &str) -> bool {
+        false
+    }
     async fn deliver(&self, req: &HandoffRequest) -> Outcome;
+}
+
+/// The marker an update (a comment, a reply) carries so a retry can tell it was already made:
+/// `dialnexa-key: <idempotency key>`.
+pub fn update_marker(idempotency_key: &str) -> String {
+    format!("dialnexa-key: {}", idempotency_key.trim())
+}
+
+/// Does any string inside `v` (text nodes, blocks, bodies) contain `needle`?
+pub fn contains_text(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(needle),
+        Value::Array(a) => a.iter().any(|x| contains_text(x, needle)),
+        Value::Object(o) => o.values().any(|x| contains_text(x, needle)),
+        _ => false,
+    }
 }
 
 /// Remove secrets from everything an outcome carries (log lines, error, evidence), with the
@@ -234,6 +271,15 @@ mod tests {
         for s in [400, 401, 403, 404, 409, 410, 422] {
             assert!(!retryable_status(s), "{s}");
         }
+    }
+
+    #[test]
+    fn markers_are_found_anywhere_in_a_record() {
+        let m = update_marker(" c2:jira:create_issue ");
+        assert_eq!(m, "dialnexa-key: c2:jira:create_issue");
+        let adf = serde_json::json!({ "type": "doc", "content": [{ "type": "paragraph", "content": [{ "type": "text", "text": format!("x {m} y") }] }] });
+        assert!(contains_text(&adf, &m));
+        assert!(!contains_text(&adf, "dialnexa-key: c3:jira:create_issue"));
     }
 
     #[test]

@@ -84,12 +84,32 @@ async fn not_found() -> Response {
     crate::error::ApiError::not_found("route").into_response()
 }
 
+/// The `method` label: the standard methods by name, anything else `other` (a client may
+/// send any token as a method; the label set must stay bounded).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The `route` label for requests no route matched (never the raw path).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
 /// Request counts and latencies per route; and a last line of defence: a panic in a
-/// handler becomes a logged opaque 500, never a dropped connection.
+/// handler becomes a logged opaque 500, never a dropped connection. Labels are bounded: the
+/// matched route template (or [`UNMATCHED_ROUTE`]), [`method_label`] and the status code.
 async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let method = method_label(req.method());
     let resp = match tokio::spawn(next.run(req)).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -98,7 +118,7 @@ async fn track(req: Request, next: Next) -> Response {
         }
     };
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("dialnexa_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::counter!("dialnexa_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!("dialnexa_http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
     resp
 }
@@ -137,7 +157,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
     let speech = crate::webcall::speech_from(config)?;
-    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id, http, speech, live: Arc::default() })
+    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id, http, speech, live: Arc::default(), clock: Arc::default(), workers: Arc::default() })
 }
 
 /// Serve until the shutdown future resolves. Tests pass a listener bound to port 0 and

@@ -8,10 +8,15 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "dialnexa", version, about = "Self-hosted AI voice agents: calls that explain themselves")]
+#[command(
+    name = "dialnexa",
+    version,
+    about = "Self-hosted AI voice agents: calls that explain themselves",
+    after_help = "Every command reads the configuration layers: defaults < --config FILE < DIALNEXA_* environment variables < flags.\n`dialnexa serve --help` lists the variables; docs/configuration.md describes every setting."
+)]
 pub struct Cli {
-    /// A TOML config file (listen, data_dir, database_url, admin_key, public_url).
-    #[arg(long, global = true, env = "DIALNEXA_CONFIG")]
+    /// A TOML config file: any setting by name, e.g. `handoff_lease_ms = 2000` (docs/configuration.md).
+    #[arg(long, global = true, env = "DIALNEXA_CONFIG", hide_env_values = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -20,33 +25,34 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 struct StoreArgs {
     /// Where SQLite keeps its file (default ./dialnexa-data).
-    #[arg(long)]
+    #[arg(long, env = "DIALNEXA_DATA_DIR", hide_env_values = true)]
     data_dir: Option<PathBuf>,
-    /// postgres://... to use PostgreSQL instead of SQLite (env DATABASE_URL).
-    #[arg(long)]
+    /// postgres://... to use PostgreSQL instead of SQLite (DATABASE_URL also works).
+    #[arg(long, env = "DIALNEXA_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API (and run the workers).
+    #[command(after_help = crate::config::env_help())]
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long)]
+        #[arg(long, env = "DIALNEXA_LISTEN", hide_env_values = true, value_parser = parse_listen)]
         listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         store: StoreArgs,
         /// Create the demo agent "Support line" and the demo number +15550100000 when absent.
-        #[arg(long)]
+        #[arg(long, env = "DIALNEXA_DEMO", hide_env_values = true, value_parser = parse_demo)]
         demo: bool,
-        /// Speech recognition: wyoming://HOST:PORT or an OpenAI-compatible https://.../v1 (env DIALNEXA_ASR).
-        #[arg(long)]
+        /// Speech recognition: wyoming://HOST:PORT or an OpenAI-compatible https://.../v1.
+        #[arg(long, env = "DIALNEXA_ASR", hide_env_values = true)]
         asr: Option<String>,
-        /// Speech synthesis: wyoming://HOST:PORT or an OpenAI-compatible https://.../v1 (env DIALNEXA_TTS).
-        #[arg(long)]
+        /// Speech synthesis: wyoming://HOST:PORT or an OpenAI-compatible https://.../v1.
+        #[arg(long, env = "DIALNEXA_TTS", hide_env_values = true)]
         tts: Option<String>,
-        /// OpenAI-compatible chat-completions base URL for llm agents (env DIALNEXA_LLM_URL; key in DIALNEXA_LLM_API_KEY).
-        #[arg(long)]
+        /// OpenAI-compatible chat-completions base URL for llm agents and the llm analysis engine (key in DIALNEXA_LLM_API_KEY).
+        #[arg(long, env = "DIALNEXA_LLM_URL", hide_env_values = true)]
         llm: Option<String>,
     },
     /// Apply database migrations and exit.
@@ -79,10 +85,11 @@ enum AnalysisCommand {
         /// List every miss.
         #[arg(long)]
         verbose: bool,
-        /// OpenAI-compatible base URL for `--engine llm` (env DIALNEXA_LLM_URL).
-        #[arg(long)]
+        /// OpenAI-compatible base URL for `--engine llm`.
+        #[arg(long, env = "DIALNEXA_LLM_URL", hide_env_values = true)]
         llm_url: Option<String>,
-        #[arg(long)]
+        /// The model for `--engine llm`.
+        #[arg(long, env = "DIALNEXA_LLM_MODEL", hide_env_values = true)]
         llm_model: Option<String>,
     },
 }
@@ -127,16 +134,48 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The log filter when `DIALNEXA_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
+
+/// Logs to stderr, filtered by `DIALNEXA_LOG` (tracing's `EnvFilter` syntax); a filter that
+/// does not parse is reported and the default is used.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DIALNEXA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let default = || tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER);
+    let (filter, problem) = match std::env::var("DIALNEXA_LOG") {
+        Ok(s) if s.trim().is_empty() => (default(), None),
+        Ok(s) => match tracing_subscriber::EnvFilter::try_new(s.trim()) {
+            Ok(f) => (f, None),
+            Err(e) => (default(), Some(e.to_string())),
+        },
+        Err(std::env::VarError::NotPresent) => (default(), None),
+        Err(e) => (default(), Some(e.to_string())),
+    };
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    if let Some(problem) = problem {
+        tracing::warn!("DIALNEXA_LOG is not a valid log filter ({problem}); using {DEFAULT_LOG_FILTER}");
+    }
 }
 
-fn load(config: Option<&std::path::Path>, store: &StoreArgs, listen: Option<std::net::SocketAddr>, demo: bool) -> Result<Config, String> {
-    Config::load(
-        config,
-        &Overrides { listen, data_dir: store.data_dir.clone(), database_url: store.database_url.clone(), demo: demo.then_some(true), ..Overrides::default() },
-    )
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.trim().parse().map_err(|_| "expected HOST:PORT like 127.0.0.1:8080 (--listen or DIALNEXA_LISTEN)".to_owned())
+}
+
+/// `--demo` or `DIALNEXA_DEMO` (true/false, 1/0, yes/no, on/off).
+fn parse_demo(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false (--demo or DIALNEXA_DEMO)".to_owned()),
+    }
+}
+
+/// A flag's text; empty (an empty environment variable) counts as absent.
+fn given(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn store_overrides(store: StoreArgs) -> Overrides {
+    Overrides { data_dir: store.data_dir.filter(|d| !d.as_os_str().is_empty()), database_url: given(store.database_url), ..Overrides::default() }
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -144,22 +183,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve { listen, store, demo, asr, tts, llm } => {
             let config = Config::load(
                 cli.config.as_deref(),
-                &Overrides {
-                    listen,
-                    data_dir: store.data_dir.clone(),
-                    database_url: store.database_url.clone(),
-                    demo: demo.then_some(true),
-                    asr,
-                    tts,
-                    llm_url: llm,
-                },
+                &Overrides { listen, demo: demo.then_some(true), asr: given(asr), tts: given(tts), llm_url: given(llm), ..store_overrides(store) },
             )?;
             let state = crate::app::prepare(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%addr, database = state.store.backend().as_str(), "DialNexa is serving");
             println!("DialNexa listening on http://{addr} (database: {})", state.store.backend().as_str());
-            if demo {
+            if config.demo {
                 println!("Demo: agent '{}' and number {} are ready; try POST /v1/calls/test", crate::demo::DEMO_AGENT_NAME, crate::demo::DEMO_NUMBER);
             }
             crate::app::serve(state, listener, async {
@@ -169,7 +200,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| e.to_string())
         }
         Command::Migrate { store } => {
-            let config = load(cli.config.as_deref(), &store, None, false)?;
+            let config = Config::load(cli.config.as_deref(), &store_overrides(store))?;
             if config.database_url.is_none() {
                 std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
             }
@@ -178,17 +209,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Analysis { analysis: AnalysisCommand::Eval { dir, engine, json, verbose, llm_url, llm_model } } => {
-            let mut config = Config::load(cli.config.as_deref(), &Overrides::default())?;
-            if let Some(u) = llm_url {
-                config.llm_url = Some(u);
-            }
-            if let Some(m) = llm_model {
-                config.llm_model = m;
-            }
+            let config = Config::load(cli.config.as_deref(), &Overrides { llm_url: given(llm_url), llm_model: given(llm_model), ..Overrides::default() })?;
             eval(&dir, &engine, json, verbose, &config).await
         }
         Command::Call { call: CallCommand::Test { agent, version, script, json, store } } => {
-            let config = load(cli.config.as_deref(), &store, None, false)?;
+            let config = Config::load(cli.config.as_deref(), &store_overrides(store))?;
             let state = crate::app::prepare(&config).await?;
             let text = std::fs::read_to_string(&script).map_err(|e| format!("cannot read {}: {e}", script.display()))?;
             let lines = parse_script(&text)?;

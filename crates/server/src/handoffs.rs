@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use dialnexa_core::analysis::Analysis;
-use dialnexa_handoff::connector::{HandoffRequest, Outcome};
+use dialnexa_core::retry::{RetryDelay, RetrySchedule};
+use dialnexa_handoff::connector::{ExistingRecord, HandoffRequest, Outcome};
+use dialnexa_handoff::delivery::{self, AfterFailure, DeliveryPolicy, Enrichment, Gate};
+use dialnexa_handoff::repeat::{Earlier, Repeat, repeat_of};
 use dialnexa_handoff::payload::{HandoffPayload, Links};
 use dialnexa_handoff::policy::{CallContext, IntegrationView};
 use dialnexa_handoff::rules::{Rule, parse_rules, recommended};
@@ -21,29 +24,28 @@ use dialnexa_store::{
 };
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::state::AppState;
 
 pub const HANDOFF: &str = "handoff";
-/// A match this weak sends Heartbeat actions to a person first.
-pub const MIN_MATCH_CONFIDENCE: f64 = 0.8;
-/// How far back the same issue from the same customer counts as a duplicate.
-const DEDUP_WINDOW_DAYS: i64 = 7;
 
 pub fn id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// Delay before the next delivery attempt: Svix's schedule, at least 60 s after a 429 or a
-/// timeout, `Retry-After` honoured within [delay, 2 × delay], ±20 % jitter.
-pub fn delivery_delay(schedule: &[Duration], attempt: u32, status: Option<u16>, timed_out: bool, retry_after: Option<Duration>) -> Duration {
-    use rand::Rng;
-    let idx = (attempt.max(1) as usize - 1).min(schedule.len().saturating_sub(1));
-    let mut base = schedule.get(idx).copied().unwrap_or(Duration::from_secs(5));
-    if status == Some(429) || timed_out {
-        base = base.max(Duration::from_secs(60));
+/// The delivery decisions of `crates/handoff`, with this node's settings.
+pub fn delivery_policy(config: &Config) -> DeliveryPolicy {
+    DeliveryPolicy {
+        schedule: RetrySchedule {
+            retry_after_max: Duration::from_secs(config.handoff_retry_after_max_secs),
+            ..RetrySchedule::from_secs(&config.handoff_retry_secs)
+        },
+        max_attempts: config.handoff_max_attempts,
+        rate_limit_attempts: config.handoff_rate_limit_attempts,
+        enrichment_wait: Duration::from_millis(config.handoff_enrichment_wait_ms),
+        min_match_confidence: config.handoff_min_match_confidence,
+        ..DeliveryPolicy::default()
     }
-    let wanted = retry_after.map(|ra| ra.clamp(base, base * 2)).unwrap_or(base);
-    wanted.mul_f64(1.0 + rand::rng().random_range(-0.2..=0.2))
 }
 
 /// The rules an integration runs: its own, or the recommended ones.
@@ -84,24 +86,47 @@ pub async fn plan_for(state: &AppState, call: &CallDetail, analysis: &Analysis, 
         vip_customers: state.config.vip_customers.clone(),
     };
     let decisions = dialnexa_handoff::policy::plan(analysis, &ctx, &views);
-    let since = now.checked_sub(jiff::SignedDuration::from_hours(24 * DEDUP_WINDOW_DAYS)).unwrap_or(now);
+    let window = state.config.handoff_dedup_window_days;
+    let since = now.checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(window))).unwrap_or(now);
     let mut plan = Plan { reason_key: Some(dialnexa_handoff::policy::reason_key(analysis)), ..Plan::default() };
     for d in decisions {
         let key = format!("{}:{}:{}", ctx.call_id, d.integration_id, d.action);
         let mut status = d.status.to_owned();
         let mut reason = d.reason.clone();
-        // Search recent records of the same customer, email or phone and category first.
+        let mut payload = d.payload.clone();
+        // A repeat of an issue already handed off for the same caller adds to that record.
         if status == "planned" && d.phase == 1 && d.kind != IntegrationKind::Webhook {
             let keys = dialnexa_store::handoffs::match_keys(&serde_json::to_value(&d.payload).unwrap_or_default());
-            if let Some(prev) = state.store.recent_match(&d.integration_id, &d.action, analysis.category.as_str(), &keys, &call.row.call_id, since).await? {
-                status = "deduplicated".into();
-                reason = format!(
-                    "deduplicated: the same {} from the same caller was handed off with call {} ({}{}) in the last {DEDUP_WINDOW_DAYS} days",
-                    analysis.category.as_str().replace('_', " "),
-                    prev.call_id,
-                    prev.external_id.as_deref().map(|e| format!("record {e}")).unwrap_or_else(|| "sent".into()),
-                    prev.external_url.as_deref().map(|u| format!(", {u}")).unwrap_or_default()
-                );
+            let earlier: Vec<Earlier> = state
+                .store
+                .recent_match(&d.integration_id, &d.action, analysis.category.as_str(), &keys, &call.row.call_id, since)
+                .await?
+                .into_iter()
+                .filter_map(|h| {
+                    Some(Earlier {
+                        call_id: h.call_id.to_string(),
+                        payload: serde_json::from_value(h.payload).ok()?,
+                        external_id: h.external_id,
+                        external_url: h.external_url,
+                        evidence: h.evidence,
+                    })
+                })
+                .collect();
+            let updates = integrations
+                .iter()
+                .find(|i| i.integration_id == d.integration_id)
+                .and_then(|i| connectors::build(d.kind, &i.config, state.http.clone()).ok())
+                .is_some_and(|c| c.updates(&d.action));
+            match repeat_of(&d.payload, analysis.repeat_contact.detected, &earlier, updates, window) {
+                Some(Repeat::Update { of, reason: why }) => {
+                    reason = format!("{reason}. {why}");
+                    payload.options.insert("update_of".into(), serde_json::to_value(&of).unwrap_or_default());
+                }
+                Some(Repeat::Deduplicated { reason: why }) => {
+                    status = "deduplicated".into();
+                    reason = why;
+                }
+                None => {}
             }
         }
         let handoff_id = id("ho");
@@ -123,7 +148,7 @@ pub async fn plan_for(state: &AppState, call: &CallDetail, analysis: &Analysis, 
                 idempotency_key: key,
                 status,
                 reason,
-                payload: serde_json::to_value(&d.payload).unwrap_or_default(),
+                payload: serde_json::to_value(&payload).unwrap_or_default(),
                 phase: d.phase,
                 rule_name: d.rule_name.clone(),
             },
@@ -137,18 +162,14 @@ pub async fn plan_for(state: &AppState, call: &CallDetail, analysis: &Analysis, 
     Ok(plan)
 }
 
-/// Deliver claimed handoffs.
-pub async fn deliver_batch(state: &AppState, now: jiff::Timestamp) -> Result<usize, StoreError> {
-    let lease = Duration::from_millis(state.config.handoff_lease_ms.max(state.config.handoff_timeout_ms * 2));
-    let items = state.store.claim(&[HANDOFF], &state.worker_id, 8, lease, now).await?;
+/// Claim due handoffs and deliver them, each in a task of its own under a renewed lease.
+pub async fn deliver_batch(state: &AppState) -> Result<usize, StoreError> {
+    let lease = crate::worker::handoff_lease(&state.config);
+    let items = state.store.claim(&[HANDOFF], &state.worker_id, 8, lease, state.clock.now()).await?;
+    let n = items.len();
     // Concurrently: every claimed item starts within its lease.
-    let results = futures_util::future::join_all(items.iter().map(|item| deliver(state, item, now))).await;
-    for (item, r) in items.iter().zip(results) {
-        if let Err(e) = r {
-            tracing::error!(item = %item.id, error = %e, "handoff delivery failed; it will be retried after its lease");
-        }
-    }
-    Ok(items.len())
+    futures_util::future::join_all(items.into_iter().map(|item| crate::worker::run_item(state, item, lease))).await;
+    Ok(n)
 }
 
 /// Evidence gathered by the call's enrichment handoffs, for the others' links.
@@ -172,35 +193,52 @@ fn enrichment_evidence(siblings: &[HandoffRecord]) -> std::collections::BTreeMap
     out
 }
 
-async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Result<(), StoreError> {
+/// Deliver one claimed handoff. Every step reads the clock when it happens; every write
+/// is fenced by the item's lease.
+pub async fn deliver(state: &AppState, item: &Claimed) -> Result<(), StoreError> {
     let store = state.store.as_ref();
+    let clock = state.clock.as_ref();
+    let policy = delivery_policy(&state.config);
     let Some(handoff_id) = item.payload.get("handoff_id").and_then(Value::as_str) else {
-        store.complete(item, now).await?;
+        store.complete(item, clock.now()).await?;
         return Ok(());
     };
     let h = match store.get_handoff(handoff_id).await {
         Ok(h) => h,
         Err(StoreError::NotFound) => {
-            store.complete(item, now).await?;
+            store.complete(item, clock.now()).await?;
             return Ok(());
         }
         Err(e) => return Err(e),
     };
-    if matches!(h.status.as_str(), "sent" | "deduplicated" | "skipped" | "failed" | "dead" | "held_for_review") {
+    if !matches!(h.status.as_str(), "planned" | "sending" | "retrying") {
         // Already settled (a duplicate work item, or a manual decision): nothing to send.
-        store.complete(item, now).await?;
+        store.complete(item, clock.now()).await?;
         return Ok(());
     }
     let siblings = store.list_handoffs(&HandoffFilter { call_id: Some(h.call_id.clone()), ..Default::default() }, None, 1000).await?;
-    if h.phase == 1 && siblings.iter().any(|s| s.phase == 0 && matches!(s.status.as_str(), "planned" | "sending" | "retrying")) {
-        // Evidence first: try again shortly, without spending an attempt.
-        store.defer(item, now + jiff::SignedDuration::from_secs(2), now).await?;
-        return Ok(());
+    let mut without = None;
+    if h.phase == 1 {
+        let enrichment: Vec<Enrichment> = siblings
+            .iter()
+            .filter(|s| s.phase == 0)
+            .map(|s| Enrichment { kind: s.integration_kind.clone(), action: s.action.clone(), status: s.status.clone() })
+            .collect();
+        let waited = Duration::try_from(clock.now().duration_since(h.created_at)).unwrap_or_default();
+        match policy.enrichment_gate(&enrichment, waited) {
+            Gate::Wait(d) => {
+                // Evidence first: look again shortly, without spending an attempt.
+                let until = clock.now() + jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::from_secs(2));
+                store.defer(item, until, "waiting for the call's enrichment", clock.now()).await?;
+                return Ok(());
+            }
+            Gate::Go(note) => without = note,
+        }
     }
     let integration = match store.get_integration(&h.integration_id).await {
         Ok(i) => i,
         Err(StoreError::NotFound) => {
-            store.settle_handoff(item, &h.handoff_id, "failed", "the integration no longer exists", None, &h.call_id, now).await?;
+            store.settle_handoff(item, &h.handoff_id, "failed", "the integration no longer exists", None, &h.call_id, clock.now()).await?;
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -212,48 +250,75 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
     // sent to that user's owner.
     let approved = item.payload.get("approved").and_then(Value::as_bool).unwrap_or(false);
     if kind == IntegrationKind::Heartbeat && h.phase == 1 && !approved {
-        let weak = siblings.iter().find(|s| s.integration_id == h.integration_id && s.action == "retrieve_user" && s.status == "sent").and_then(|s| {
-            let matched = s.evidence.get("matched").and_then(Value::as_bool).unwrap_or(false);
-            let conf = s.evidence.get("match_confidence").and_then(Value::as_f64).unwrap_or(0.0);
-            let found = s.evidence.get("user_id").is_some_and(|u| !u.is_null());
-            (found && (!matched || conf < MIN_MATCH_CONFIDENCE)).then_some(conf)
-        });
+        let weak = siblings
+            .iter()
+            .find(|s| s.integration_id == h.integration_id && s.action == "retrieve_user" && s.status == "sent")
+            .and_then(|s| policy.weak_match(&s.evidence));
         if let Some(conf) = weak {
-            let detail =
-                format!("the caller matched Heartbeat user with confidence {conf:.2} (below {MIN_MATCH_CONFIDENCE}); confirm who called before notifying");
+            let detail = format!(
+                "the caller matched Heartbeat user with confidence {conf:.2} (below {}); confirm who called before notifying",
+                policy.min_match_confidence
+            );
             let review = NewReview { review_id: id("rev"), reason: "low_confidence_match".into(), detail: detail.clone() };
-            store.settle_handoff(item, &h.handoff_id, "held_for_review", &format!("held for review: {detail}"), Some(&review), &h.call_id, now).await?;
+            store.settle_handoff(item, &h.handoff_id, "held_for_review", &format!("held for review: {detail}"), Some(&review), &h.call_id, clock.now()).await?;
             return Ok(());
         }
     }
     let connector = match connectors::build(kind, &integration.config, state.http.clone()) {
         Ok(c) => c,
         Err(e) => {
-            store.settle_handoff(item, &h.handoff_id, "failed", &format!("the integration's config is invalid: {e}"), None, &h.call_id, now).await?;
+            let reason = format!("the integration's config is invalid: {e}");
+            store.settle_handoff(item, &h.handoff_id, "failed", &reason, None, &h.call_id, clock.now()).await?;
             return Ok(());
         }
     };
-    store.handoff_sending(&h.handoff_id, now).await?;
+    if !store.handoff_sending(item, &h.handoff_id, clock.now()).await? {
+        tracing::warn!(handoff = %h.handoff_id, "the lease was lost or the handoff settled before sending; nothing sent");
+        return Ok(());
+    }
     // Why it was planned stays in every later reason: the outcome is added to it.
-    let why = payload.reason.clone();
+    let why = match &without {
+        Some(note) => format!("{}; {note}", payload.reason),
+        None => payload.reason.clone(),
+    };
+    let update = payload.options.get("update_of").and_then(|v| serde_json::from_value::<ExistingRecord>(v.clone()).ok()).filter(|_| connector.updates(&h.action));
     // Attempts count per handoff, across work items (a manual retry continues the count).
     let attempt_no = h.attempts + 1;
-    let req =
-        HandoffRequest { handoff_id: h.handoff_id.clone(), idempotency_key: h.idempotency_key.clone(), action: h.action.clone(), payload, attempt: attempt_no };
+    let req = HandoffRequest {
+        handoff_id: h.handoff_id.clone(),
+        idempotency_key: h.idempotency_key.clone(),
+        action: h.action.clone(),
+        payload,
+        attempt: attempt_no,
+        update: update.clone(),
+    };
     let started = std::time::Instant::now();
     let Outcome { result, log } = connector.deliver(&req).await;
     let latency_ms = started.elapsed().as_millis() as u64;
+    let now = clock.now();
     let status_code = log.iter().rev().find_map(|l| l.status);
+    let mut rate_limited = false;
+    let mut retry_after_ms = None;
+    let mut note = None;
+    let retry_result = |status: &str, reason: String, at: Option<jiff::Timestamp>| HandoffResult {
+        status: status.into(),
+        reason: Some(reason),
+        external_id: None,
+        external_url: None,
+        evidence: None,
+        next_attempt_at: at,
+    };
     let (result, step) = match result {
         Ok(d) => {
-            let status = if d.deduplicated { "deduplicated" } else { "sent" };
-            let reason = if d.deduplicated {
-                format!(
+            let status = if d.deduplicated && update.is_none() { "deduplicated" } else { "sent" };
+            let reason = match (&update, d.deduplicated) {
+                (Some(of), false) => format!("{why}. Added to {kind} record {} (repeat of call {})", of.external_id, of.call_id),
+                (Some(of), true) => format!("{why}. Already added to {kind} record {} (found on the record): nothing new sent", of.external_id),
+                (None, true) => format!(
                     "{why}. Already in {kind} as {} (found by searching for the call before creating): nothing new created",
                     d.external_id.as_deref().unwrap_or("an existing record")
-                )
-            } else {
-                format!("{why}. Sent to {kind}{}", d.external_id.as_deref().map(|e| format!(" as {e}")).unwrap_or_default())
+                ),
+                (None, false) => format!("{why}. Sent to {kind}{}", d.external_id.as_deref().map(|e| format!(" as {e}")).unwrap_or_default()),
             };
             (
                 HandoffResult {
@@ -267,36 +332,45 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
                 QueueStep::Complete,
             )
         }
-        Err(e) if e.retryable && item.attempt < item.max_attempts => {
-            let timed_out = e.message.contains("timed out");
-            let delay = delivery_delay(&state.config.handoff_retry_schedule(), item.attempt, e.status, timed_out, e.retry_after);
-            let at = now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::from_secs(60));
-            let reason = format!("{why}. Attempt {} of {} failed: {}; retrying at {at}", item.attempt, item.max_attempts, e.message);
-            (
-                HandoffResult {
-                    status: "retrying".into(),
-                    reason: Some(reason),
-                    external_id: None,
-                    external_url: None,
-                    evidence: None,
-                    next_attempt_at: Some(at),
-                },
-                QueueStep::RetryAt { at, error: e.message },
-            )
-        }
-        Err(e) if e.retryable => {
-            let reason = format!("{why}. Dead after {} attempts: {}", item.attempt, e.message);
-            (
-                HandoffResult { status: "dead".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None },
-                QueueStep::Finish { state: "dead", error: e.message },
-            )
-        }
         Err(e) => {
-            let reason = format!("{why}. Failed, not retried: {}", e.message);
-            (
-                HandoffResult { status: "failed".into(), reason: Some(reason), external_id: None, external_url: None, evidence: None, next_attempt_at: None },
-                QueueStep::Finish { state: "failed", error: e.message },
-            )
+            retry_after_ms = e.retry_after.map(|d| d.as_millis() as u64);
+            let rate_limited_before = store.handoff_attempts(&h.handoff_id).await?.iter().filter(|a| a.rate_limited).count() as u32;
+            let unit = rand::Rng::random_range(&mut rand::rng(), -1.0..=1.0);
+            let at_of = |d: &RetryDelay| now + jiff::SignedDuration::try_from(d.after).unwrap_or(jiff::SignedDuration::from_secs(60));
+            let cap_note = |d: &RetryDelay| {
+                d.capped_from.map(|asked| format!("Retry-After {} s capped at {} s", asked.as_secs(), policy.schedule.retry_after_max.as_secs()))
+            };
+            match policy.after_failure(&e, item.attempt, rate_limited_before, unit) {
+                AfterFailure::RateLimited { delay } => {
+                    rate_limited = true;
+                    note = cap_note(&delay);
+                    let at = at_of(&delay);
+                    let reason = format!(
+                        "{why}. Rate limited by {kind} ({}{}); trying again at {at} (rate limit {} of {}, not counted against the {} attempts)",
+                        e.message,
+                        note.as_deref().map(|n| format!("; {n}")).unwrap_or_default(),
+                        rate_limited_before + 1,
+                        policy.rate_limit_attempts,
+                        policy.max_attempts
+                    );
+                    (retry_result("retrying", reason, Some(at)), QueueStep::Defer { at, outcome: "rate_limited", note: e.message })
+                }
+                AfterFailure::Retry { delay } => {
+                    rate_limited = delivery::is_rate_limit(&e);
+                    note = cap_note(&delay);
+                    let at = at_of(&delay);
+                    let reason = format!("{why}. Attempt {} of {} failed: {}; retrying at {at}", item.attempt, item.max_attempts, e.message);
+                    (retry_result("retrying", reason, Some(at)), QueueStep::RetryAt { at, error: e.message })
+                }
+                AfterFailure::Dead => {
+                    let reason = format!("{why}. Dead after {} attempts: {}", item.attempt, e.message);
+                    (retry_result("dead", reason, None), QueueStep::Finish { state: "dead", error: e.message })
+                }
+                AfterFailure::Failed => {
+                    let reason = format!("{why}. Failed, not retried: {}", e.message);
+                    (retry_result("failed", reason, None), QueueStep::Finish { state: "failed", error: e.message })
+                }
+            }
         }
     };
     let attempt = HandoffAttemptRecord {
@@ -306,12 +380,16 @@ async fn deliver(state: &AppState, item: &Claimed, now: jiff::Timestamp) -> Resu
         error: match &step {
             QueueStep::Complete => None,
             QueueStep::RetryAt { error, .. } | QueueStep::Finish { error, .. } => Some(error.clone()),
+            QueueStep::Defer { note, .. } => Some(note.clone()),
         },
         latency_ms,
         exchanges: serde_json::to_value(&log).unwrap_or_default(),
+        rate_limited,
+        retry_after_ms,
+        note,
     };
     metrics::counter!("dialnexa_handoff_attempts_total", "kind" => kind.as_str(), "status" => result.status.clone()).increment(1);
-    if store.finish_delivery(item, &h.handoff_id, &attempt, &result, &step, now).await? == Completion::Stale {
+    if store.finish_delivery(item, &h.handoff_id, &attempt, &result, &step, clock.now()).await? == Completion::Stale {
         tracing::warn!(handoff = %h.handoff_id, "delivery finished after its lease was lost; the next holder decides");
     }
     Ok(())
@@ -330,12 +408,13 @@ pub fn resend_work(state: &AppState, h: &HandoffRecord, approved: bool) -> NewWo
 }
 
 /// A kept promise closes the loop: the owner is told (Heartbeat) and the integrating
-/// system hears of it (webhook), once each, keyed by the follow-up.
-pub async fn close_promise(state: &AppState, f: &dialnexa_store::FollowUpRecord, now: jiff::Timestamp) -> Result<usize, StoreError> {
+/// system hears of it (webhook), once each, keyed by the follow-up. The plan commits with
+/// the completion of the follow-up (`Store::complete_follow_up`).
+pub async fn close_promise_plan(state: &AppState, f: &dialnexa_store::FollowUpRecord, completion_note: Option<&str>) -> Result<Plan, StoreError> {
     let call = state.store.get_call(&f.call_id).await?;
     let what = f.detail.get("what").and_then(Value::as_str).unwrap_or("the promise").to_owned();
     let to = f.detail.get("to_whom").and_then(Value::as_str).map(|t| format!(" to {t}")).unwrap_or_default();
-    let note = f.detail.get("completion_note").and_then(Value::as_str).map(|n| format!(" ({n})")).unwrap_or_default();
+    let note = completion_note.map(|n| format!(" ({n})")).unwrap_or_default();
     let owner = f.detail.get("owner").and_then(Value::as_str).map(str::to_owned);
     let reason = format!("promise kept: {what}{to}{note}");
     let mut plan = Plan::default();
@@ -388,7 +467,5 @@ pub async fn close_promise(state: &AppState, f: &dialnexa_store::FollowUpRecord,
             review: None,
         });
     }
-    let n = plan.handoffs.len();
-    state.store.plan_handoffs(&call.row.call_id, &plan, now).await?;
-    Ok(n)
+    Ok(plan)
 }

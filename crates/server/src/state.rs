@@ -23,4 +23,8 @@ pub struct AppState {
     pub speech: Option<Arc<crate::webcall::Speech>>,
     /// Calls in progress on this node.
     pub live: Arc<crate::webcall::LiveCalls>,
+    /// What background work reads as "now" (tests step it forward).
+    pub clock: Arc<crate::clock::Clock>,
+    /// Whether this node's workers are running (for `/readyz`).
+    pub workers: Arc<crate::worker::WorkerHealth>,
 }

@@ -5,6 +5,14 @@
 //! carry 16-bit little-endian PCM, 16 kHz mono, both ways; text frames carry JSON events
 //! (transcript updates, agent speaking, barge-in, call ended). Closing the socket is a caller
 //! hangup; `POST /v1/calls/{call_id}/end` ends the call from the API.
+//!
+//! Bounds: at most `max_live_calls` calls are live on this node (more are refused with `503
+//! too_many_live_calls`, before the token is spent); WebSocket frames and messages are at most
+//! [`MAX_FRAME_BYTES`] (a larger one is refused from its header and ends the call
+//! `error_protocol`); caller audio may run at most `audio_ahead_ms` ahead of the wall clock and
+//! one utterance is at most `max_utterance_ms` (see the turn loop). The recording's tracks are
+//! written to `<data_dir>/blobs/staging/<call_id>` as the call goes and streamed into the mixed
+//! and two-channel blobs when it ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,7 +26,7 @@ use dialnexa_core::agent::AgentConfig;
 use dialnexa_core::route::RouteRequest;
 use dialnexa_core::{CallId, CallStatus, DisconnectionReason, EntryPoint, TimelineEvent};
 use dialnexa_store::{CallRow, FinishedCall, NewCall, RecordingInfo, TokenRefusal};
-use dialnexa_voice::live::{AudioCache, FlowAgent, Inbound, LiveAgent, LiveConfig, LiveOutcome, Outbound, run_call};
+use dialnexa_voice::live::{AudioCache, FlowAgent, Inbound, LiveAgent, LiveConfig, LiveOutcome, Outbound, run_call, write_mixes};
 use dialnexa_voice::speech::{Asr, Tts};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -30,8 +38,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, QueryPairs};
 use crate::state::AppState;
 
-/// The largest audio frame accepted: one second of 16 kHz 16-bit audio.
+/// The largest audio frame accepted: one second of 16 kHz 16-bit audio. It is also the
+/// WebSocket's frame and message limit (text frames are small JSON control messages).
 pub const MAX_FRAME_BYTES: usize = 32_000;
+
+/// How long a client refused for `too_many_live_calls` is told to wait (`Retry-After`).
+pub const LIVE_CALLS_RETRY_AFTER_SECS: u64 = 5;
 
 /// The speech providers, when configured.
 pub struct Speech {
@@ -40,19 +52,87 @@ pub struct Speech {
     pub cache: AudioCache,
 }
 
-/// Calls in progress on this node: how to reach each one.
+/// Calls in progress on this node: how many hold a slot (connecting, live or storing their
+/// evidence), and how to reach each live one.
 #[derive(Default)]
 pub struct LiveCalls {
-    calls: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    inner: Mutex<LiveInner>,
+}
+
+#[derive(Default)]
+struct LiveInner {
+    slots: usize,
+    calls: HashMap<String, mpsc::Sender<Inbound>>,
 }
 
 impl LiveCalls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Inbound>>> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+    /// Calls holding a slot on this node.
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.lock().slots
     }
+    /// Take a slot if fewer than `max` are held.
+    pub fn try_reserve(self: &Arc<Self>, max: usize) -> Option<LiveSlot> {
+        let mut g = self.lock();
+        if g.slots >= max {
+            return None;
+        }
+        g.slots += 1;
+        Some(LiveSlot { live: self.clone(), call_id: None })
+    }
+    fn sender(&self, call_id: &str) -> Option<mpsc::Sender<Inbound>> {
+        self.lock().calls.get(call_id).cloned()
+    }
+}
+
+/// One call's place on this node; dropping it frees the place.
+pub struct LiveSlot {
+    live: Arc<LiveCalls>,
+    call_id: Option<String>,
+}
+
+impl LiveSlot {
+    /// The call is reachable (`POST /v1/calls/{id}/end`) through `tx`.
+    fn attach(&mut self, call_id: &str, tx: mpsc::Sender<Inbound>) {
+        self.live.lock().calls.insert(call_id.to_owned(), tx);
+        self.call_id = Some(call_id.to_owned());
+    }
+    /// The call is no longer reachable (its evidence is being stored); the slot stays held.
+    fn detach(&mut self) {
+        if let Some(id) = self.call_id.take() {
+            self.live.lock().calls.remove(&id);
+        }
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        self.detach();
+        let mut g = self.live.lock();
+        g.slots = g.slots.saturating_sub(1);
+    }
+}
+
+fn too_many_live_calls(state: &AppState) -> ApiError {
+    let max = state.config.max_live_calls;
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_live_calls",
+        format!("this node holds its maximum of {max} live calls (DIALNEXA_MAX_LIVE_CALLS); try again shortly"),
+    )
+    .with_details(json!({ "max_live_calls": max, "retry_after_secs": LIVE_CALLS_RETRY_AFTER_SECS }))
+}
+
+/// An error answer; `too_many_live_calls` carries `Retry-After`.
+fn error_response(e: ApiError) -> Response {
+    let retry = e.code == "too_many_live_calls";
+    let mut resp = e.into_response();
+    if retry {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(LIVE_CALLS_RETRY_AFTER_SECS));
+    }
+    resp
 }
 
 pub fn speech_from(config: &crate::config::Config) -> Result<Option<Arc<Speech>>, String> {
@@ -97,6 +177,10 @@ fn ws_base(state: &AppState) -> String {
 pub async fn create(state: &AppState, body: WebCallIn) -> ApiResult<WebCallOut> {
     if state.speech.is_none() {
         return Err(ApiError::unprocessable("speech_not_configured", "web calls need speech: start DialNexa with --asr and --tts (see docs/voice.md)"));
+    }
+    // A node at its bound refuses new calls up front (the WebSocket connect checks again).
+    if state.live.count() >= state.config.max_live_calls {
+        return Err(too_many_live_calls(state));
     }
     let agent_id = crate::api::routes::request_agent_id(Some(&body.agent_id))?;
     if let Some(tz) = &body.timezone
@@ -177,14 +261,20 @@ pub async fn create(state: &AppState, body: WebCallIn) -> ApiResult<WebCallOut> 
 
 /// Start a web call: its access token and WebSocket URL.
 #[utoipa::path(post, path = "/v1/calls/web", tag = "calls", request_body = WebCallIn,
-    responses((status = 201, body = WebCallOut), (status = 422, description = "speech_not_configured, llm_not_configured, agent_not_found, agent_version_not_published")))]
-pub async fn create_web(State(state): State<AppState>, ApiJson(body): ApiJson<WebCallIn>) -> ApiResult<(StatusCode, Json<WebCallOut>)> {
-    Ok((StatusCode::CREATED, Json(create(&state, body).await?)))
+    responses((status = 201, body = WebCallOut), (status = 422, description = "speech_not_configured, llm_not_configured, agent_not_found, agent_version_not_published"),
+        (status = 503, description = "too_many_live_calls: this node holds max_live_calls live calls; retry after Retry-After seconds")))]
+pub async fn create_web(State(state): State<AppState>, ApiJson(body): ApiJson<WebCallIn>) -> Result<(StatusCode, Json<WebCallOut>), Response> {
+    match create(&state, body).await {
+        Ok(out) => Ok((StatusCode::CREATED, Json(out))),
+        Err(e) => Err(error_response(e)),
+    }
 }
 
 /// The web call's audio and events (WebSocket; the access token authenticates).
 #[utoipa::path(get, path = "/v1/calls/{call_id}/stream", tag = "calls", params(("token" = String, Query, description = "the single-use access token")),
-    responses((status = 101, description = "WebSocket: binary 16-bit PCM 16 kHz mono both ways, JSON text events"), (status = 401, description = "unknown or expired token"), (status = 409, description = "the token was already used")))]
+    responses((status = 101, description = "WebSocket: binary 16-bit PCM 16 kHz mono both ways, JSON text events; frames and messages of at most 32,000 bytes"),
+        (status = 401, description = "unknown or expired token, or the call has ended (its token is revoked)"), (status = 409, description = "the token was already used"),
+        (status = 503, description = "too_many_live_calls: the token is not spent; retry after Retry-After seconds")))]
 pub async fn stream(
     State(state): State<AppState>,
     Path(call_id): Path<String>,
@@ -198,6 +288,10 @@ pub async fn stream(
     let Some(token) = q.get("token").map(str::to_owned) else {
         return ApiError::unauthorized("the stream needs ?token= (the access token of POST /v1/calls/web)").into_response();
     };
+    // A place on this node first, so that a refused connection does not spend the token.
+    let Some(slot) = state.live.try_reserve(state.config.max_live_calls) else {
+        return error_response(too_many_live_calls(&state));
+    };
     let now = jiff::Timestamp::now();
     let opened = match state.store.use_web_token(&crate::auth::hash_key(&token), now).await {
         Ok(r) => r,
@@ -206,14 +300,31 @@ pub async fn stream(
     let id = match opened {
         Ok(id) if id.as_str() == call_id => id,
         Ok(_) | Err(TokenRefusal::Unknown) => return ApiError::unauthorized("the access token is not valid for this call").into_response(),
-        Err(TokenRefusal::Expired) => return ApiError::unauthorized("the access token has expired").into_response(),
+        Err(TokenRefusal::Expired) => {
+            // Revoked with its call (ended before the browser connected), or simply expired.
+            let ended = match CallId::parse(&call_id) {
+                Ok(id) => state.store.get_call(&id).await.ok().filter(|d| d.row.status.parse::<CallStatus>().is_ok_and(CallStatus::is_terminal)),
+                Err(_) => None,
+            };
+            return match ended {
+                Some(d) => ApiError::unauthorized(format!(
+                    "the call has ended ({}{}): its access token was revoked",
+                    d.row.status,
+                    d.row.disconnection_reason.map(|r| format!(", {r}")).unwrap_or_default()
+                ))
+                .into_response(),
+                None => ApiError::unauthorized("the access token has expired").into_response(),
+            };
+        }
         Err(TokenRefusal::AlreadyUsed) => {
             return ApiError::new(StatusCode::CONFLICT, "token_already_used", "this access token was already used: a web call has one connection")
                 .into_response();
         }
     };
-    ws.max_message_size(MAX_FRAME_BYTES * 4).on_upgrade(move |socket| async move {
-        if let Err(e) = session(state, id, socket).await {
+    // The protocol's frames are at most MAX_FRAME_BYTES: a larger one is refused from its
+    // header, before its payload is read (the library default is 16 MiB frames, 64 MiB messages).
+    ws.max_frame_size(MAX_FRAME_BYTES).max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
+        if let Err(e) = session(state, id, socket, slot).await {
             tracing::error!(error = %e, "web call session failed");
         }
     })
@@ -234,7 +345,7 @@ async fn build_agent(state: &AppState, config: &Value, variables: BTreeMap<Strin
     }
 }
 
-async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<(), dialnexa_store::StoreError> {
+async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: LiveSlot) -> Result<(), dialnexa_store::StoreError> {
     let Some(speech) = state.speech.clone() else { return Ok(()) };
     let detail = state.store.get_call(&call_id).await?;
     let (agent_id, version) = match (&detail.row.agent_id, detail.row.agent_version) {
@@ -257,8 +368,12 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<
             return Ok(());
         }
     };
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(512);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(1024);
+    // Reachable from the API before its status changes, so that an end in between is not lost.
+    slot.attach(call_id.as_str(), in_tx.clone());
     let status = CallStatus::Registered.transition(CallStatus::Ongoing).map_err(|e| dialnexa_store::StoreError::Conflict(e.to_string()))?;
-    state
+    let went_live = state
         .store
         .set_call_status(
             &call_id,
@@ -266,12 +381,20 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<
             Some(started_at),
             &TimelineEvent { at: started_at, offset_ms: 0, kind: "status_changed".into(), detail: "registered → ongoing: the browser connected".into() },
         )
-        .await?;
-
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(512);
-    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(1024);
-    state.live.lock().insert(call_id.to_string(), in_tx.clone());
+        .await;
+    match went_live {
+        Ok(()) => {}
+        Err(dialnexa_store::StoreError::Conflict(_)) => {
+            // Ended (through the API) while the browser was connecting: it stays ended.
+            let reason = state.store.get_call(&call_id).await.ok().and_then(|d| d.row.disconnection_reason).unwrap_or_else(|| "terminated_by_api".into());
+            let _ = sink.send(Message::Text(json!({ "type": "call_ended", "reason": reason }).to_string().into())).await;
+            let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "call ended".into() }))).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
     let bad_frames = Arc::new(Mutex::new(Vec::<String>::new()));
+    let frame_limit_error = || Outbound::Event(json!({ "type": "error", "message": format!("audio frames are at most {MAX_FRAME_BYTES} bytes") }));
 
     // Browser → call.
     let reader = {
@@ -282,11 +405,9 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<
             while let Some(msg) = source.next().await {
                 match msg {
                     Ok(Message::Binary(b)) if b.len() > MAX_FRAME_BYTES => {
-                        bad.lock().unwrap_or_else(|e| e.into_inner()).push(format!("a {}-byte audio frame (at most {MAX_FRAME_BYTES})", b.len()));
-                        let _ = out_tx
-                            .send(Outbound::Event(json!({ "type": "error", "message": format!("audio frames are at most {MAX_FRAME_BYTES} bytes") })))
-                            .await;
-                        break;
+                        let _ = out_tx.send(frame_limit_error()).await;
+                        let _ = in_tx.send(Inbound::ProtocolError(format!("a {}-byte audio frame (at most {MAX_FRAME_BYTES})", b.len()))).await;
+                        return;
                     }
                     Ok(Message::Binary(b)) if b.len() % 2 == 1 => {
                         bad.lock().unwrap_or_else(|e| e.into_inner()).push("an odd-length frame (not 16-bit PCM)".into());
@@ -309,6 +430,12 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<
                         let _ = out_tx
                             .send(Outbound::Event(json!({ "type": "error", "message": "text frames are JSON control messages: {\"type\": \"hangup\"}" })))
                             .await;
+                    }
+                    Err(e) if is_over_limit(&e) => {
+                        // Refused from its header by the WebSocket: nothing of it was read.
+                        let _ = out_tx.send(frame_limit_error()).await;
+                        let _ = in_tx.send(Inbound::ProtocolError(format!("a WebSocket frame or message over {MAX_FRAME_BYTES} bytes ({e})"))).await;
+                        return;
                     }
                     Ok(Message::Close(_)) | Err(_) => break,
                     Ok(_) => {}
@@ -345,20 +472,37 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket) -> Result<
         Some(AgentConfig::Llm(l)) => l.max_duration_ms,
         None => 30 * 60 * 1000,
     };
+    let staging = crate::blobs::BlobStore::new(&state.config.data_dir).staging(call_id.as_str());
     let cfg = LiveConfig {
         max_duration_ms,
         silence_timeout_ms: state.config.silence_timeout_ms,
         // Only the server's configured voice: a Wyoming TTS server downloads any other voice named.
         voice: state.config.tts_voice.clone(),
+        audio_ahead_ms: state.config.audio_ahead_ms,
+        max_utterance_ms: state.config.max_utterance_ms,
+        // The tracks go to disk as the call goes: memory stays flat however long it lasts.
+        record_to: Some(staging.clone()),
         ..LiveConfig::default()
     };
     drop(in_tx);
     let outcome = run_call(agent, speech.asr.clone(), speech.tts.clone(), speech.cache.clone(), in_rx, out_tx, cfg).await;
-    state.live.lock().remove(call_id.as_str());
+    slot.detach();
     reader.abort();
     let _ = writer.await;
     let bad = bad_frames.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    finish(&state, &call_id, started_at, outcome, bad).await
+    let done = finish(&state, &call_id, started_at, outcome, bad).await;
+    if let Err(e) = tokio::fs::remove_dir_all(&staging).await {
+        tracing::warn!(call_id = %call_id, error = %e, "recording tracks not removed");
+    }
+    drop(slot);
+    done
+}
+
+/// The WebSocket refused a frame or message over its size limit.
+fn is_over_limit(e: &axum::Error) -> bool {
+    // axum does not expose tungstenite's error type; its capacity error reads so.
+    let text = e.to_string();
+    text.contains("Space limit exceeded") || text.contains("Message too long")
 }
 
 async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp, o: LiveOutcome, bad: Vec<String>) -> Result<(), dialnexa_store::StoreError> {
@@ -388,10 +532,10 @@ async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp,
         });
     }
     let recording = match store_recording(state, &o).await {
-        Ok((mixed, channels)) => RecordingInfo {
+        Ok((mixed, channels, duration_ms)) => RecordingInfo {
             status: "available".into(),
             url: Some(format!("/v1/calls/{call_id}/recording")),
-            duration_ms: Some((o.caller_audio.len() as u64) / 16),
+            duration_ms: Some(duration_ms),
             reason: None,
             blob: Some(mixed),
             blob_channels: Some(channels),
@@ -431,34 +575,46 @@ async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp,
     Ok(())
 }
 
-async fn store_recording(state: &AppState, o: &LiveOutcome) -> std::io::Result<(String, String)> {
-    let blobs = crate::blobs::BlobStore::new(&state.config.data_dir);
-    let n = o.caller_audio.len().max(o.agent_audio.len());
-    let mixed: Vec<i16> = (0..n).map(|i| o.caller_audio.get(i).copied().unwrap_or(0).saturating_add(o.agent_audio.get(i).copied().unwrap_or(0))).collect();
-    let mut stereo = Vec::with_capacity(n * 2);
-    for i in 0..n {
-        stereo.push(o.caller_audio.get(i).copied().unwrap_or(0));
-        stereo.push(o.agent_audio.get(i).copied().unwrap_or(0));
-    }
-    let a = blobs.put(&dialnexa_voice::speech::wav::wav_bytes(&mixed, 16_000, 1)).await?;
-    let b = blobs.put(&dialnexa_voice::speech::wav::wav_bytes(&stereo, 16_000, 2)).await?;
-    Ok((a, b))
+/// Stream the call's two track files into the mixed and the two-channel blobs (bounded
+/// buffers, off the async threads): their ids and the duration.
+async fn store_recording(state: &AppState, o: &LiveOutcome) -> Result<(String, String, u64), String> {
+    let tracks = match &o.recording {
+        Some(Ok(t)) => t.clone(),
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err("the call made no recording".into()),
+    };
+    let data_dir = state.config.data_dir.clone();
+    let duration_ms = tracks.duration_ms();
+    let (mixed, channels) = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
+        let blobs = crate::blobs::BlobStore::new(&data_dir);
+        let mut mixed = blobs.writer()?;
+        let mut stereo = blobs.writer()?;
+        write_mixes(&tracks, &mut mixed, &mut stereo)?;
+        Ok((mixed.commit()?, stereo.commit()?))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok((mixed, channels, duration_ms))
 }
 
 /// End an ongoing call from the API (`terminated_by_api`).
 #[utoipa::path(post, path = "/v1/calls/{call_id}/end", tag = "calls", responses((status = 200, description = "{call_id, status: ending}"), (status = 404), (status = 409, description = "call_not_ongoing")))]
 pub async fn end(State(state): State<AppState>, Path(call_id): Path<String>) -> ApiResult<Json<Value>> {
     let detail = crate::api::calls::load_detail(&state, &call_id).await?;
-    let sender = state.live.lock().get(detail.row.call_id.as_str()).cloned();
-    if let Some(tx) = sender {
+    let id = detail.row.call_id.clone();
+    if let Some(tx) = state.live.sender(id.as_str()) {
         let _ = tx.send(Inbound::Terminate).await;
         return Ok(Json(json!({ "call_id": call_id, "status": "ending" })));
     }
-    if detail.row.status == "registered" {
-        // Never connected: it ends here, with nothing to record.
+    if matches!(detail.row.status.as_str(), "registered" | "ringing") {
+        // Never connected: it ends here, with nothing to record, and its access token is
+        // revoked in the same transaction (the browser can no longer join).
         let now = jiff::Timestamp::now();
+        let from = detail.row.status.parse::<CallStatus>().unwrap_or(CallStatus::Registered);
+        let status = from.transition(CallStatus::NotConnected).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| "not_connected".into());
         let f = FinishedCall {
-            status: CallStatus::Registered.transition(CallStatus::NotConnected).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| "not_connected".into()),
+            status: status.clone(),
             disconnection_reason: DisconnectionReason::TerminatedByApi.as_str().into(),
             started_at: None,
             ended_at: now,
@@ -469,16 +625,30 @@ pub async fn end(State(state): State<AppState>, Path(call_id): Path<String>) -> 
             audio_cache_hits: 0,
             audio_cache_misses: 0,
             analysis: None,
-            timeline: vec![TimelineEvent {
-                at: now,
-                offset_ms: 0,
-                kind: "call_ended".into(),
-                detail: "ended through the API before the browser connected".into(),
-            }],
+            timeline: vec![
+                TimelineEvent { at: now, offset_ms: 0, kind: "status_changed".into(), detail: format!("{from} → {status} (terminated_by_api)") },
+                TimelineEvent {
+                    at: now,
+                    offset_ms: 0,
+                    kind: "call_ended".into(),
+                    detail: "ended through the API before the browser connected; its access token was revoked".into(),
+                },
+            ],
             transcript: vec![],
         };
-        state.store.finish_live_call(&detail.row.call_id, &f, &[], now).await?;
-        return Ok(Json(json!({ "call_id": call_id, "status": "not_connected" })));
+        match state.store.finish_live_call(&id, &f, &[], now).await {
+            Ok(()) => return Ok(Json(json!({ "call_id": call_id, "status": status }))),
+            Err(dialnexa_store::StoreError::Conflict(_)) => {
+                // The browser connected in between: end the live call instead.
+                if let Some(tx) = state.live.sender(id.as_str()) {
+                    let _ = tx.send(Inbound::Terminate).await;
+                    return Ok(Json(json!({ "call_id": call_id, "status": "ending" })));
+                }
+                let now_status = state.store.get_call(&id).await.map(|d| d.row.status).unwrap_or_default();
+                return Err(ApiError::new(StatusCode::CONFLICT, "call_not_ongoing", format!("the call is {now_status}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Err(ApiError::new(StatusCode::CONFLICT, "call_not_ongoing", format!("the call is {}", detail.row.status)))
 }

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 
 use dialnexa_core::evidence::Role;
-use dialnexa_core::{AgentId, Annotation, AnnotationId, CallId, TimelineEvent, TranscriptTurn};
+use dialnexa_core::{AgentId, Annotation, AnnotationId, CallId, CallStatus, TimelineEvent, TranscriptTurn};
 
 use crate::db::{SqlStore, conflict_on_unique, get, json, ms, parse, ts, ts_opt, u32_of};
 use crate::queue::{Claimed, Completion, NewWork, complete_in, insert_work};
@@ -418,11 +418,16 @@ pub(crate) async fn add_web_token(s: &SqlStore, call_id: &CallId, token_hash: &s
     Ok(())
 }
 
-/// Use a token once: the call it opens, or why not.
+/// Use a token once: the call it opens, or why not. A token whose call is no longer waiting
+/// for its browser (ended through the API, ...) is refused as `Expired`: it was revoked.
 pub(crate) async fn use_web_token(s: &SqlStore, token_hash: &str, now: jiff::Timestamp) -> Result<std::result::Result<CallId, crate::TokenRefusal>> {
     let mut tx = s.begin_write().await?;
-    let Some(r) =
-        sqlx::query("SELECT call_id, expires_at, used_at FROM web_call_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(&mut *tx).await?
+    let Some(r) = sqlx::query(
+        "SELECT t.call_id, t.expires_at, t.used_at, c.status FROM web_call_tokens t LEFT JOIN calls c ON c.call_id = t.call_id WHERE t.token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *tx)
+    .await?
     else {
         tx.rollback().await?;
         return Ok(Err(crate::TokenRefusal::Unknown));
@@ -432,7 +437,8 @@ pub(crate) async fn use_web_token(s: &SqlStore, token_hash: &str, now: jiff::Tim
         tx.rollback().await?;
         return Ok(Err(crate::TokenRefusal::AlreadyUsed));
     }
-    if get::<i64>(&r, "expires_at")? < ms(now) {
+    let waiting = matches!(get::<Option<String>>(&r, "status")?.as_deref(), Some("registered" | "ringing"));
+    if get::<i64>(&r, "expires_at")? < ms(now) || !waiting {
         tx.rollback().await?;
         return Ok(Err(crate::TokenRefusal::Expired));
     }
@@ -449,16 +455,56 @@ pub(crate) async fn use_web_token(s: &SqlStore, token_hash: &str, now: jiff::Tim
     Ok(Ok(call_id))
 }
 
-/// Move a call along its states (the caller's state machine decides what is legal).
+/// The statuses a call may move to `to` from (the call state machine), as a SQL list:
+/// `'registered', 'ringing'`. `None` for an unknown status or one nothing moves to.
+fn predecessors(to: &str) -> Option<String> {
+    let to: CallStatus = to.parse().ok()?;
+    let from: Vec<String> = CallStatus::ALL.iter().filter(|s| s.can_become(to)).map(|s| format!("'{}'", s.as_str())).collect();
+    (!from.is_empty()).then(|| from.join(", "))
+}
+
+/// Why a guarded status change changed nothing: the call is missing, or in a state it cannot
+/// leave for `to`.
+async fn refused_transition(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &CallId, to: &str) -> Result<StoreError> {
+    let r = sqlx::query("SELECT status FROM calls WHERE call_id = $1").bind(id.as_str()).fetch_optional(&mut **tx).await?;
+    Ok(match r {
+        None => StoreError::NotFound,
+        Some(r) => {
+            let from: String = get(&r, "status")?;
+            let terminal = from.parse::<CallStatus>().is_ok_and(CallStatus::is_terminal);
+            if terminal {
+                StoreError::Conflict(format!("the call has already ended ({from}); it cannot become {}", to.chars().take(40).collect::<String>()))
+            } else {
+                StoreError::Conflict(format!("a call cannot go from {from} to {}", to.chars().take(40).collect::<String>()))
+            }
+        }
+    })
+}
+
+/// Move a call along its states. Guarded in the statement itself: only from a status that
+/// may become `status` (`registered → ringing → ongoing → ended`, or `not_connected` /
+/// `error`), never back from a final one; otherwise `Conflict` and nothing changes.
 pub(crate) async fn set_call_status(s: &SqlStore, id: &CallId, status: &str, started_at: Option<jiff::Timestamp>, event: &TimelineEvent) -> Result<()> {
     let mut tx = s.begin_write().await?;
-    sqlx::query("UPDATE calls SET status = $2, started_at = COALESCE($3, started_at), updated_at = $4 WHERE call_id = $1")
-        .bind(id.as_str())
-        .bind(status)
-        .bind(started_at.map(ms))
-        .bind(ms(event.at))
-        .execute(&mut *tx)
-        .await?;
+    let Some(from) = predecessors(status) else {
+        let e = refused_transition(&mut tx, id, status).await?;
+        tx.rollback().await?;
+        return Err(e);
+    };
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE calls SET status = $2, started_at = COALESCE($3, started_at), updated_at = $4 WHERE call_id = $1 AND status IN ({from})"
+    )))
+    .bind(id.as_str())
+    .bind(status)
+    .bind(started_at.map(ms))
+    .bind(ms(event.at))
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        let e = refused_transition(&mut tx, id, status).await?;
+        tx.rollback().await?;
+        return Err(e);
+    }
     append_events(&mut tx, id, std::slice::from_ref(event)).await?;
     tx.commit().await?;
     Ok(())
@@ -482,12 +528,23 @@ async fn append_events(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &Call
 }
 
 /// A live call ends: its final state, evidence and the work it causes, in one transaction.
+/// The status change is guarded like [`set_call_status`] (a final status, from a status that
+/// may become it); the call's unused web-call tokens are revoked with it.
 pub(crate) async fn finish_live_call(s: &SqlStore, id: &CallId, f: &crate::FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
     let mut tx = s.begin_write().await?;
-    let done = sqlx::query(
+    let final_status = f.status.parse::<CallStatus>().is_ok_and(CallStatus::is_terminal);
+    let Some(from) = predecessors(&f.status).filter(|_| final_status) else {
+        let e = refused_transition(&mut tx, id, &f.status).await?;
+        tx.rollback().await?;
+        return Err(match e {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("{} is not a final call status", f.status.chars().take(40).collect::<String>())),
+            other => other,
+        });
+    };
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE calls SET status = $2, disconnection_reason = $3, started_at = COALESCE($4, started_at), ended_at = $5, duration_ms = $6, extracted_fields = $7, transfer = $8, recording = $9, \
-         audio_cache_hits = $10, audio_cache_misses = $11, analysis = $12, updated_at = $13 WHERE call_id = $1 AND status IN ('registered', 'ringing', 'ongoing')",
-    )
+         audio_cache_hits = $10, audio_cache_misses = $11, analysis = $12, updated_at = $13 WHERE call_id = $1 AND status IN ({from})"
+    )))
     .bind(id.as_str())
     .bind(&f.status)
     .bind(&f.disconnection_reason)
@@ -504,9 +561,16 @@ pub(crate) async fn finish_live_call(s: &SqlStore, id: &CallId, f: &crate::Finis
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
+        let e = refused_transition(&mut tx, id, &f.status).await?;
         tx.rollback().await?;
-        return Err(StoreError::Conflict("the call has already ended".into()));
+        return Err(e);
     }
+    // A token not used yet can no longer open the call.
+    sqlx::query("UPDATE web_call_tokens SET expires_at = $2 WHERE call_id = $1 AND used_at IS NULL AND expires_at > $2")
+        .bind(id.as_str())
+        .bind(ms(now) - 1)
+        .execute(&mut *tx)
+        .await?;
     for t in &f.transcript {
         sqlx::query("INSERT INTO call_turns (call_id, turn_index, role, text, start_ms, end_ms) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.as_str())

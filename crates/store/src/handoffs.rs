@@ -110,7 +110,8 @@ pub(crate) async fn write_plan(tx: &mut Transaction<'static, Any>, call_id: &Cal
             .await?;
         }
         if let Some(w) = &p.work {
-            insert_work(tx, w, now).await?;
+            let inserted = insert_work(tx, w, now).await?;
+            link_work(tx, &h.handoff_id, inserted).await?;
         }
     }
     for f in &plan.follow_ups {
@@ -131,6 +132,23 @@ pub(crate) async fn write_plan(tx: &mut Transaction<'static, Any>, call_id: &Cal
         sqlx::query("UPDATE calls SET reason_key = $2 WHERE call_id = $1").bind(call_id.as_str()).bind(k).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Record which work item carries the handoff now (at most one live item per handoff).
+async fn link_work(tx: &mut Transaction<'static, Any>, handoff_id: &str, work_item_id: Option<String>) -> Result<()> {
+    if let Some(w) = work_item_id {
+        sqlx::query("UPDATE handoffs SET work_item_id = $2 WHERE handoff_id = $1").bind(handoff_id).bind(w).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `FOR UPDATE` on PostgreSQL (a row lock until the transaction ends); SQLite's
+/// `BEGIN IMMEDIATE` already makes the transaction the only writer.
+fn row_lock(s: &SqlStore) -> &'static str {
+    match s.backend {
+        crate::db::Backend::Postgres => " FOR UPDATE",
+        crate::db::Backend::Sqlite => "",
+    }
 }
 
 const HANDOFF_COLS: &str = "handoff_id, call_id, integration_id, integration_kind, action, idempotency_key, status, reason, payload, attempts, next_attempt_at, external_id, external_url, evidence, phase, rule_name, created_at, updated_at";
@@ -208,7 +226,9 @@ pub(crate) async fn list_handoffs(s: &SqlStore, f: &HandoffFilter, after: Option
 }
 
 pub(crate) async fn handoff_attempts(s: &SqlStore, id: &str) -> Result<Vec<HandoffAttemptRecord>> {
-    sqlx::query("SELECT attempt, at, status_code, error, latency_ms, exchanges FROM handoff_attempts WHERE handoff_id = $1 ORDER BY attempt")
+    sqlx::query(
+        "SELECT attempt, at, status_code, error, latency_ms, exchanges, rate_limited, retry_after_ms, note FROM handoff_attempts WHERE handoff_id = $1 ORDER BY attempt",
+    )
         .bind(id)
         .fetch_all(&s.pool)
         .await?
@@ -221,15 +241,35 @@ pub(crate) async fn handoff_attempts(s: &SqlStore, id: &str) -> Result<Vec<Hando
                 error: get(r, "error")?,
                 latency_ms: u64::try_from(get::<i64>(r, "latency_ms")?).unwrap_or(0),
                 exchanges: json(&get::<String>(r, "exchanges")?, "exchanges")?,
+                rate_limited: get::<i64>(r, "rate_limited")? != 0,
+                retry_after_ms: get::<Option<i64>>(r, "retry_after_ms")?.and_then(|v| u64::try_from(v).ok()),
+                note: get(r, "note")?,
             })
         })
         .collect()
 }
 
-/// Mark a handoff `sending` before its request goes out (so a crash leaves a trace).
-pub(crate) async fn handoff_sending(s: &SqlStore, id: &str, now: jiff::Timestamp) -> Result<()> {
-    sqlx::query("UPDATE handoffs SET status = 'sending', updated_at = $2 WHERE handoff_id = $1").bind(id).bind(ms(now)).execute(&s.pool).await?;
-    Ok(())
+/// Mark a handoff `sending` before its request goes out (so a crash leaves a trace), under
+/// the work item's fence: `false` when the lease was lost or the handoff was settled
+/// meanwhile, and then nothing may be sent.
+pub(crate) async fn handoff_sending(s: &SqlStore, item: &Claimed, id: &str, now: jiff::Timestamp) -> Result<bool> {
+    let now_ms = ms(now);
+    let mut tx = s.begin_write().await?;
+    if !fence_holds(&mut tx, s.backend, item, now_ms).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let done = sqlx::query("UPDATE handoffs SET status = 'sending', updated_at = $2 WHERE handoff_id = $1 AND status IN ('planned', 'retrying', 'sending')")
+        .bind(id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Record an attempt, update the handoff and take the queue step, in one fenced transaction.
@@ -249,19 +289,30 @@ pub(crate) async fn finish_delivery(
         return Ok(Completion::Stale);
     }
     let completion = crate::queue::step_in(&mut tx, item, step, now_ms).await?;
-    sqlx::query("INSERT INTO handoff_attempts (handoff_id, attempt, at, status_code, error, latency_ms, exchanges) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (handoff_id, attempt) DO NOTHING")
-        .bind(id)
-        .bind(i64::from(attempt.attempt))
-        .bind(ms(attempt.at))
-        .bind(attempt.status_code.map(i64::from))
-        .bind(attempt.error.as_deref())
-        .bind(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX))
-        .bind(attempt.exchanges.to_string())
-        .execute(&mut *tx)
-        .await?;
+    if completion == Completion::Stale {
+        tx.rollback().await?;
+        return Ok(Completion::Stale);
+    }
     sqlx::query(
+        "INSERT INTO handoff_attempts (handoff_id, attempt, at, status_code, error, latency_ms, exchanges, rate_limited, retry_after_ms, note) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (handoff_id, attempt) DO NOTHING",
+    )
+    .bind(id)
+    .bind(i64::from(attempt.attempt))
+    .bind(ms(attempt.at))
+    .bind(attempt.status_code.map(i64::from))
+    .bind(attempt.error.as_deref())
+    .bind(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX))
+    .bind(attempt.exchanges.to_string())
+    .bind(i64::from(attempt.rate_limited))
+    .bind(attempt.retry_after_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+    .bind(attempt.note.as_deref())
+    .execute(&mut *tx)
+    .await?;
+    // Only from `sending`: the transition this attempt began with `handoff_sending`.
+    let done = sqlx::query(
         "UPDATE handoffs SET status = $2, reason = $3, external_id = COALESCE($4, external_id), external_url = COALESCE($5, external_url), evidence = COALESCE($6, evidence), \
-         next_attempt_at = $7, attempts = $8, updated_at = $9 WHERE handoff_id = $1",
+         next_attempt_at = $7, attempts = $8, updated_at = $9 WHERE handoff_id = $1 AND status = 'sending'",
     )
     .bind(id)
     .bind(&result.status)
@@ -274,6 +325,10 @@ pub(crate) async fn finish_delivery(
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(Completion::Stale);
+    }
     tx.commit().await?;
     Ok(completion)
 }
@@ -297,13 +352,20 @@ pub(crate) async fn settle_handoff(
         tx.rollback().await?;
         return Ok(Completion::Stale);
     }
-    sqlx::query("UPDATE handoffs SET status = $2, reason = $3, updated_at = $4 WHERE handoff_id = $1")
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE handoffs SET status = $2, reason = $3, next_attempt_at = NULL, updated_at = $4 WHERE handoff_id = $1 AND status IN ('planned', 'retrying', 'sending')",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(reason)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        // Settled by someone else meanwhile: the item is done, the handoff keeps its state.
+        tx.commit().await?;
+        return Ok(Completion::Done);
+    }
     if let Some(r) = review {
         sqlx::query("INSERT INTO review_items (review_id, call_id, handoff_id, reason, detail, status, created_at) VALUES ($1, $2, $3, $4, $5, 'open', $6)")
             .bind(&r.review_id)
@@ -319,22 +381,57 @@ pub(crate) async fn settle_handoff(
     Ok(Completion::Done)
 }
 
-/// Send a handoff again (manual retry or an approved review): planned, with new work.
+/// Send a handoff again (manual retry): planned, with new work. At most one work item ever
+/// carries a handoff: while one is queued the retry joins it (it runs now); while one is
+/// running the retry is refused (`InProgress`).
 pub(crate) async fn requeue_handoff(s: &SqlStore, id: &str, allowed: &[&str], work: &NewWork, reason: &str, now: jiff::Timestamp) -> Result<HandoffRecord> {
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query("SELECT status FROM handoffs WHERE handoff_id = $1").bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT status, work_item_id FROM handoffs WHERE handoff_id = $1{}", row_lock(s))))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let status: String = get(&r, "status")?;
+    let current: Option<String> = get(&r, "work_item_id")?;
+    if let Some(w) = &current {
+        let live = sqlx::query("SELECT state, run_at FROM work_items WHERE id = $1 AND state IN ('queued', 'running')").bind(w).fetch_optional(&mut *tx).await?;
+        if let Some(live) = live {
+            let state: String = get(&live, "state")?;
+            if state == "running" {
+                tx.rollback().await?;
+                return Err(StoreError::InProgress(format!("the handoff is {status} and is being delivered right now")));
+            }
+            // Queued (a scheduled retry): the retry joins that item and brings it forward.
+            sqlx::query("UPDATE work_items SET run_at = $2, updated_at = $2 WHERE id = $1 AND state = 'queued'").bind(w).bind(ms(now)).execute(&mut *tx).await?;
+            sqlx::query("UPDATE handoffs SET reason = COALESCE(reason, '') || '. ' || $2, next_attempt_at = $3, updated_at = $3 WHERE handoff_id = $1")
+                .bind(id)
+                .bind(format!("{reason}: the queued attempt runs now"))
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return get_handoff(s, id).await;
+        }
+    }
     if !allowed.contains(&status.as_str()) {
         tx.rollback().await?;
         return Err(StoreError::Conflict(format!("the handoff is {status}")));
     }
-    sqlx::query("UPDATE handoffs SET status = 'planned', reason = $2, next_attempt_at = NULL, updated_at = $3 WHERE handoff_id = $1")
-        .bind(id)
-        .bind(reason)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-    insert_work(&mut tx, work, now).await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE handoffs SET status = 'planned', reason = $2, next_attempt_at = NULL, updated_at = $3 WHERE handoff_id = $1 AND status = $4"
+    )))
+    .bind(id)
+    .bind(reason)
+    .bind(ms(now))
+    .bind(&status)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::Conflict("the handoff changed meanwhile; try again".into()));
+    }
+    let inserted = insert_work(&mut tx, work, now).await?;
+    link_work(&mut tx, id, inserted).await?;
     tx.commit().await?;
     get_handoff(s, id).await
 }
@@ -356,33 +453,39 @@ fn review_from(r: &AnyRow) -> Result<ReviewItemRecord> {
     })
 }
 
-pub(crate) async fn list_reviews(s: &SqlStore, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
-    let rows = match (status, call_id) {
-        (_, Some(c)) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE call_id = $1 ORDER BY created_at, review_id LIMIT $2")))
-                .bind(c.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&s.pool)
-                .await?
-        }
-        (Some(st), None) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE status = $1 ORDER BY created_at, review_id LIMIT $2")))
-                .bind(st)
-                .bind(i64::from(limit))
-                .fetch_all(&s.pool)
-                .await?
-        }
-        (None, None) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items ORDER BY created_at, review_id LIMIT $1")))
-                .bind(i64::from(limit))
-                .fetch_all(&s.pool)
-                .await?
-        }
-    };
-    rows.iter().map(review_from).collect()
+pub(crate) async fn get_review(s: &SqlStore, id: &str) -> Result<ReviewItemRecord> {
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1")))
+        .bind(id)
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    review_from(&r)
 }
 
-/// Decide an open review item. Approving requeues its handoff (with `work`); rejecting skips it.
+/// Review items oldest first, after the keyset cursor `(created_at ms, review_id)`.
+pub(crate) async fn list_reviews(s: &SqlStore, status: Option<&str>, call_id: Option<&CallId>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
+    // Empty strings match everything: one statement for every combination of filters.
+    let sql = format!(
+        "SELECT {REVIEW_COLS} FROM review_items WHERE ($1 = '' OR status = $1) AND ($2 = '' OR call_id = $2) \
+         AND (created_at > $3 OR (created_at = $3 AND review_id > $4)) ORDER BY created_at, review_id LIMIT $5"
+    );
+    let (at, after_id) = after.cloned().unwrap_or((i64::MIN, String::new()));
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(status.unwrap_or(""))
+        .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
+        .bind(at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&s.pool)
+        .await?
+        .iter()
+        .map(review_from)
+        .collect()
+}
+
+/// Decide an open review item. Approving requeues its handoff (with `work`); rejecting
+/// skips it. Each change is a guarded transition: a second decision, or one racing the
+/// first from another node, is refused and changes nothing.
 pub(crate) async fn decide_review(
     s: &SqlStore,
     id: &str,
@@ -394,18 +497,14 @@ pub(crate) async fn decide_review(
 ) -> Result<ReviewItemRecord> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1")))
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1{}", row_lock(s))))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
     let item = review_from(&r)?;
-    if item.status != "open" {
-        tx.rollback().await?;
-        return Err(StoreError::Conflict(format!("the review item is already {}", item.status)));
-    }
     let status = if approve { "approved" } else { "rejected" };
-    sqlx::query("UPDATE review_items SET status = $2, note = $3, decided_by = $4, decided_at = $5 WHERE review_id = $1")
+    let done = sqlx::query("UPDATE review_items SET status = $2, note = $3, decided_by = $4, decided_at = $5 WHERE review_id = $1 AND status = 'open'")
         .bind(id)
         .bind(status)
         .bind(note)
@@ -413,26 +512,26 @@ pub(crate) async fn decide_review(
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::Conflict(format!("the review item is already {}", item.status)));
+    }
     if let Some(h) = &item.handoff_id {
-        if approve {
-            let reason = format!("approved by {by}{}", note.map(|n| format!(": {n}")).unwrap_or_default());
-            sqlx::query("UPDATE handoffs SET status = 'planned', reason = $2, updated_at = $3 WHERE handoff_id = $1 AND status = 'held_for_review'")
-                .bind(h)
-                .bind(&reason)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            if let Some(w) = work {
-                insert_work(&mut tx, w, now).await?;
-            }
-        } else {
-            let reason = format!("rejected by {by}{}", note.map(|n| format!(": {n}")).unwrap_or_default());
-            sqlx::query("UPDATE handoffs SET status = 'skipped', reason = $2, updated_at = $3 WHERE handoff_id = $1 AND status = 'held_for_review'")
-                .bind(h)
-                .bind(&reason)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+        let (to, verb) = if approve { ("planned", "approved") } else { ("skipped", "rejected") };
+        let reason = format!("{verb} by {by}{}", note.map(|n| format!(": {n}")).unwrap_or_default());
+        let moved = sqlx::query("UPDATE handoffs SET status = $2, reason = $3, updated_at = $4 WHERE handoff_id = $1 AND status = 'held_for_review'")
+            .bind(h)
+            .bind(to)
+            .bind(&reason)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        if approve
+            && moved.rows_affected() == 1
+            && let Some(w) = work
+        {
+            let inserted = insert_work(&mut tx, w, now).await?;
+            link_work(&mut tx, h, inserted).await?;
         }
     }
     tx.commit().await?;
@@ -455,14 +554,17 @@ fn follow_from(r: &AnyRow) -> Result<FollowUpRecord> {
     })
 }
 
-pub(crate) async fn list_follow_ups(s: &SqlStore, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>> {
-    let k = kind.unwrap_or("%");
-    let st = status.unwrap_or("%");
+/// Follow-ups oldest first, after the keyset cursor `(created_at ms, follow_up_id)`.
+pub(crate) async fn list_follow_ups(s: &SqlStore, kind: Option<&str>, status: Option<&str>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<FollowUpRecord>> {
+    let (at, after_id) = after.cloned().unwrap_or((i64::MIN, String::new()));
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {FOLLOW_COLS} FROM follow_ups WHERE kind LIKE $1 AND status LIKE $2 ORDER BY created_at, follow_up_id LIMIT $3"
+        "SELECT {FOLLOW_COLS} FROM follow_ups WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR status = $2) \
+         AND (created_at > $3 OR (created_at = $3 AND follow_up_id > $4)) ORDER BY created_at, follow_up_id LIMIT $5"
     )))
-    .bind(k)
-    .bind(st)
+    .bind(kind.unwrap_or(""))
+    .bind(status.unwrap_or(""))
+    .bind(at)
+    .bind(after_id)
     .bind(i64::from(limit))
     .fetch_all(&s.pool)
     .await?
@@ -471,30 +573,41 @@ pub(crate) async fn list_follow_ups(s: &SqlStore, kind: Option<&str>, status: Op
     .collect()
 }
 
-pub(crate) async fn complete_follow_up(s: &SqlStore, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord> {
-    let mut tx = s.begin_write().await?;
+pub(crate) async fn get_follow_up(s: &SqlStore, id: &str) -> Result<FollowUpRecord> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1")))
+        .bind(id)
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    follow_from(&r)
+}
+
+/// Close an open follow-up and plan what that sets off (the owner told, webhooks), in one
+/// transaction: either both happen or neither, and a second completion is refused.
+pub(crate) async fn complete_follow_up(s: &SqlStore, id: &str, note: Option<&str>, plan: &Plan, now: jiff::Timestamp) -> Result<FollowUpRecord> {
+    let mut tx = s.begin_write().await?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1{}", row_lock(s))))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
     let mut f = follow_from(&r)?;
-    if f.status != "open" {
-        tx.rollback().await?;
-        return Err(StoreError::Conflict(format!("the follow-up is already {}", f.status)));
-    }
     if let (Some(n), serde_json::Value::Object(m)) = (note, &mut f.detail) {
         m.insert("completion_note".into(), serde_json::Value::String(n.to_owned()));
     }
-    sqlx::query("UPDATE follow_ups SET status = 'done', completed_at = $2, detail = $3 WHERE follow_up_id = $1")
+    let done = sqlx::query("UPDATE follow_ups SET status = 'done', completed_at = $2, detail = $3 WHERE follow_up_id = $1 AND status = 'open'")
         .bind(id)
         .bind(ms(now))
         .bind(f.detail.to_string())
         .execute(&mut *tx)
         .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::Conflict(format!("the follow-up is already {}", f.status)));
+    }
+    write_plan(&mut tx, &f.call_id, plan, now).await?;
     tx.commit().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1"))).bind(id).fetch_one(&s.pool).await?;
-    follow_from(&r)
+    get_follow_up(s, id).await
 }
 
 pub(crate) async fn recurring(s: &SqlStore, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>> {
@@ -521,7 +634,8 @@ pub(crate) async fn recurring(s: &SqlStore, since: jiff::Timestamp, limit: u32) 
 }
 
 /// Recent sent handoffs of this integration and action for calls that share the customer,
-/// caller email or phone and the category: the record to update instead of creating anew.
+/// caller email or phone and the category, newest first: the candidates a repeat may add
+/// to (the handoff policy decides whether it is the same issue).
 pub(crate) async fn recent_match(
     s: &SqlStore,
     integration_id: &str,
@@ -530,9 +644,9 @@ pub(crate) async fn recent_match(
     keys: &[String],
     exclude: &CallId,
     since: jiff::Timestamp,
-) -> Result<Option<HandoffRecord>> {
+) -> Result<Vec<HandoffRecord>> {
     if keys.is_empty() {
-        return Ok(None);
+        return Ok(vec![]);
     }
     let sql = format!(
         "SELECT {} FROM handoffs h JOIN calls c ON c.call_id = h.call_id \
@@ -548,14 +662,15 @@ pub(crate) async fn recent_match(
         .bind(ms(since))
         .fetch_all(&s.pool)
         .await?;
+    let mut out = vec![];
     for r in rows {
         let h = handoff_from(&r)?;
         let theirs = crate::handoffs::match_keys(&h.payload);
         if theirs.iter().any(|k| keys.contains(k)) {
-            return Ok(Some(h));
+            out.push(h);
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 /// The keys two calls are matched on: customer, caller email and phone (lower-cased).

@@ -33,6 +33,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The thing is being worked on right now (e.g. a handoff with a live work item).
+    #[error("in progress: {0}")]
+    InProgress(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error("database error: {0}")]
@@ -111,7 +114,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_handoff(&self, id: &str) -> Result<HandoffRecord>;
     async fn list_handoffs(&self, filter: &HandoffFilter, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<HandoffRecord>>;
     async fn handoff_attempts(&self, id: &str) -> Result<Vec<HandoffAttemptRecord>>;
-    async fn handoff_sending(&self, id: &str, now: jiff::Timestamp) -> Result<()>;
+    /// Mark the handoff `sending` under `item`'s fence; `false`: the lease was lost or the handoff settled, send nothing.
+    async fn handoff_sending(&self, item: &Claimed, id: &str, now: jiff::Timestamp) -> Result<bool>;
     async fn finish_delivery(
         &self,
         item: &Claimed,
@@ -141,8 +145,9 @@ pub trait Store: Send + Sync + 'static {
         keys: &[String],
         exclude: &CallId,
         since: jiff::Timestamp,
-    ) -> Result<Option<HandoffRecord>>;
-    async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>>;
+    ) -> Result<Vec<HandoffRecord>>;
+    async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<ReviewItemRecord>>;
+    async fn get_review(&self, id: &str) -> Result<ReviewItemRecord>;
     async fn decide_review(
         &self,
         id: &str,
@@ -152,13 +157,16 @@ pub trait Store: Send + Sync + 'static {
         work: Option<&NewWork>,
         now: jiff::Timestamp,
     ) -> Result<ReviewItemRecord>;
-    async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>>;
-    async fn complete_follow_up(&self, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord>;
+    async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<FollowUpRecord>>;
+    async fn get_follow_up(&self, id: &str) -> Result<FollowUpRecord>;
+    /// Close an open follow-up and write `plan` (what closing it sets off) in the same transaction.
+    async fn complete_follow_up(&self, id: &str, note: Option<&str>, plan: &Plan, now: jiff::Timestamp) -> Result<FollowUpRecord>;
     async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>>;
     /// Plan handoffs outside an analysis (e.g. closing a promise), in one transaction.
     async fn plan_handoffs(&self, call_id: &CallId, plan: &Plan, now: jiff::Timestamp) -> Result<()>;
     /// Put a claimed item back without spending an attempt.
-    async fn defer(&self, item: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion>;
+    /// Put the item back until `until` without spending an attempt; the attempt is kept as `deferred` with `note`.
+    async fn defer(&self, item: &Claimed, until: jiff::Timestamp, note: &str, now: jiff::Timestamp) -> Result<Completion>;
 
     // Work queue
     async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize>;
@@ -297,8 +305,8 @@ impl Store for SqlStore {
     async fn handoff_attempts(&self, id: &str) -> Result<Vec<HandoffAttemptRecord>> {
         handoffs::handoff_attempts(self, id).await
     }
-    async fn handoff_sending(&self, id: &str, now: jiff::Timestamp) -> Result<()> {
-        handoffs::handoff_sending(self, id, now).await
+    async fn handoff_sending(&self, item: &Claimed, id: &str, now: jiff::Timestamp) -> Result<bool> {
+        handoffs::handoff_sending(self, item, id, now).await
     }
     async fn finish_delivery(
         &self,
@@ -334,11 +342,14 @@ impl Store for SqlStore {
         keys: &[String],
         exclude: &CallId,
         since: jiff::Timestamp,
-    ) -> Result<Option<HandoffRecord>> {
+    ) -> Result<Vec<HandoffRecord>> {
         handoffs::recent_match(self, integration_id, action, category, keys, exclude, since).await
     }
-    async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
-        handoffs::list_reviews(self, status, call_id, limit).await
+    async fn list_reviews(&self, status: Option<&str>, call_id: Option<&CallId>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
+        handoffs::list_reviews(self, status, call_id, after, limit).await
+    }
+    async fn get_review(&self, id: &str) -> Result<ReviewItemRecord> {
+        handoffs::get_review(self, id).await
     }
     async fn decide_review(
         &self,
@@ -351,11 +362,14 @@ impl Store for SqlStore {
     ) -> Result<ReviewItemRecord> {
         handoffs::decide_review(self, id, approve, note, by, work, now).await
     }
-    async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, limit: u32) -> Result<Vec<FollowUpRecord>> {
-        handoffs::list_follow_ups(self, kind, status, limit).await
+    async fn list_follow_ups(&self, kind: Option<&str>, status: Option<&str>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<FollowUpRecord>> {
+        handoffs::list_follow_ups(self, kind, status, after, limit).await
     }
-    async fn complete_follow_up(&self, id: &str, note: Option<&str>, now: jiff::Timestamp) -> Result<FollowUpRecord> {
-        handoffs::complete_follow_up(self, id, note, now).await
+    async fn get_follow_up(&self, id: &str) -> Result<FollowUpRecord> {
+        handoffs::get_follow_up(self, id).await
+    }
+    async fn complete_follow_up(&self, id: &str, note: Option<&str>, plan: &Plan, now: jiff::Timestamp) -> Result<FollowUpRecord> {
+        handoffs::complete_follow_up(self, id, note, plan, now).await
     }
     async fn recurring(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<RecurringReason>> {
         handoffs::recurring(self, since, limit).await
@@ -366,8 +380,8 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(())
     }
-    async fn defer(&self, item: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion> {
-        queue::defer(self, item, until, now).await
+    async fn defer(&self, item: &Claimed, until: jiff::Timestamp, note: &str, now: jiff::Timestamp) -> Result<Completion> {
+        queue::defer(self, item, until, note, now).await
     }
     async fn enqueue(&self, work: &[NewWork], now: jiff::Timestamp) -> Result<usize> {
         queue::enqueue(self, work, now).await

@@ -37,6 +37,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_web_calls.sql"),
         postgres: include_str!("../migrations/postgres/0004_web_calls.sql"),
     },
+    Migration {
+        version: 5,
+        name: "delivery",
+        sqlite: include_str!("../migrations/sqlite/0005_delivery.sql"),
+        postgres: include_str!("../migrations/postgres/0005_delivery.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &SqlStore) -> Result<()> {

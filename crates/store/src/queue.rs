@@ -34,8 +34,11 @@ pub struct Claimed {
     pub id: String,
     pub kind: String,
     pub payload: serde_json::Value,
-    /// This attempt's number, from 1.
+    /// This attempt's number against `max_attempts`, from 1 (attempts that did not count,
+    /// such as waits and rate limits, are not in it).
     pub attempt: u32,
+    /// Every time the item was claimed, this one included: the number of its attempt record.
+    pub tries: u32,
     pub max_attempts: u32,
     /// The fencing number of this lease.
     pub lease_seq: i64,
@@ -60,40 +63,14 @@ pub enum Completion {
 pub struct WorkFailure {
     pub error: String,
     pub retryable: bool,
-    /// The service's `Retry-After`, honoured within the schedule's bounds.
+    /// The service's `Retry-After`: obeyed as it is, up to the schedule's maximum.
     pub retry_after: Option<Duration>,
 }
 
-/// Retry delays as data: the delay before attempt n+1 is `delays[n-1]` (the last entry
-/// repeats), with ±`jitter` spread; `Retry-After` is clamped to [delay, 2×delay].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetrySchedule {
-    pub delays: Vec<Duration>,
-    pub jitter: f64,
-}
+pub use dialnexa_core::retry::{RetryDelay, RetryHint, RetrySchedule};
 
-impl Default for RetrySchedule {
-    /// Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-    fn default() -> Self {
-        RetrySchedule { delays: [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect(), jitter: 0.2 }
-    }
-}
-
-impl RetrySchedule {
-    /// Delay before the next attempt, after `attempt` attempts have failed.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
-        let idx = (attempt.max(1) as usize - 1).min(self.delays.len().saturating_sub(1));
-        let base = self.delays.get(idx).copied().unwrap_or(Duration::from_secs(5));
-        let wanted = match retry_after {
-            Some(ra) => ra.clamp(base, base * 2),
-            None => base,
-        };
-        let spread = if self.jitter > 0.0 { rng.random_range(-self.jitter..=self.jitter) } else { 0.0 };
-        wanted.mul_f64((1.0 + spread).max(0.0))
-    }
-}
-
-pub(crate) async fn insert_work(tx: &mut Transaction<'static, Any>, w: &NewWork, now: jiff::Timestamp) -> Result<bool> {
+/// Insert `w` unless its dedup key exists; the new item's id when it was inserted.
+pub(crate) async fn insert_work(tx: &mut Transaction<'static, Any>, w: &NewWork, now: jiff::Timestamp) -> Result<Option<String>> {
     let id = dialnexa_core::WorkItemId::generate();
     let sql = "INSERT INTO work_items (id, kind, payload, dedup_key, state, attempts, max_attempts, run_at, lease_seq, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, $7) ON CONFLICT (dedup_key) DO NOTHING";
     let done = sqlx::query(sql)
@@ -106,25 +83,28 @@ pub(crate) async fn insert_work(tx: &mut Transaction<'static, Any>, w: &NewWork,
         .bind(ms(now))
         .execute(&mut **tx)
         .await?;
-    Ok(done.rows_affected() == 1)
+    Ok((done.rows_affected() == 1).then(|| id.as_str().to_owned()))
 }
 
 pub(crate) async fn enqueue(s: &SqlStore, work: &[NewWork], now: jiff::Timestamp) -> Result<usize> {
     let mut tx = s.begin_write().await?;
     let mut n = 0;
     for w in work {
-        n += usize::from(insert_work(&mut tx, w, now).await?);
+        n += usize::from(insert_work(&mut tx, w, now).await?.is_some());
     }
     tx.commit().await?;
     Ok(n)
 }
 
 fn claimed_from(r: &AnyRow) -> Result<Claimed> {
+    let tries = u32_of(get(r, "attempts")?, "attempts")?;
+    let free = u32_of(get(r, "free_attempts")?, "free_attempts")?;
     Ok(Claimed {
         id: get(r, "id")?,
         kind: get(r, "kind")?,
         payload: json(&get::<String>(r, "payload")?, "payload")?,
-        attempt: u32_of(get(r, "attempts")?, "attempts")?,
+        attempt: tries.saturating_sub(free).max(1),
+        tries,
         max_attempts: u32_of(get(r, "max_attempts")?, "max_attempts")?,
         lease_seq: get(r, "lease_seq")?,
     })
@@ -134,25 +114,55 @@ fn kinds_list(kinds: &[&str], first: usize) -> String {
     (0..kinds.len()).map(|i| format!("${}", first + i)).collect::<Vec<_>>().join(", ")
 }
 
+/// The attempts that a handoff's own record shows when its work item dies of a lost lease.
+const LOST_LEASE_DEAD: &str = "dead: the last delivery attempt lost its lease (the worker crashed or hung) and no attempts are left";
+
 /// Expired leases: the attempt is recorded as lost and the item goes back to the queue,
-/// or to `dead` when it has no attempts left.
-async fn rescue(tx: &mut Transaction<'static, Any>, now: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE work_attempts SET outcome = 'lease_expired', finished_at = $1, error = 'the worker lost its lease (crashed or hung)' \
-         WHERE outcome IS NULL AND (item_id, lease_seq) IN (SELECT id, lease_seq FROM work_items WHERE state = 'running' AND lease_expires_at < $1)",
-    )
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE work_items SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+/// or to `dead` when it has no attempts left (and a handoff it carried with it).
+///
+/// Lock order, here and on every finish path: the work item, then its attempts, then the
+/// handoff. Rows another transaction holds are skipped, not waited for (their holder is
+/// finishing them), so a late finisher and a rescuer never wait on each other in a cycle.
+async fn rescue(tx: &mut Transaction<'static, Any>, backend: Backend, now: i64) -> Result<()> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE work_items SET state = CASE WHEN attempts - free_attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
          last_error = 'lease expired', lease_owner = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1, \
-         finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END \
-         WHERE state = 'running' AND lease_expires_at < $1",
-    )
+         finished_at = CASE WHEN attempts - free_attempts >= max_attempts THEN $1 ELSE NULL END \
+         WHERE id IN (SELECT id FROM work_items WHERE state = 'running' AND lease_expires_at < $1 ORDER BY id{lock}) \
+         RETURNING id, lease_seq, state"
+    )))
     .bind(now)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
+    let mut rescued: Vec<(String, i64, String)> =
+        rows.iter().map(|r| Ok((get::<String>(r, "id")?, get::<i64>(r, "lease_seq")?, get::<String>(r, "state")?))).collect::<Result<_>>()?;
+    rescued.sort();
+    for (id, seq, state) in &rescued {
+        sqlx::query(
+            "UPDATE work_attempts SET outcome = 'lease_expired', finished_at = $3, error = 'the worker lost its lease (crashed or hung)' \
+             WHERE item_id = $1 AND lease_seq = $2 AND outcome IS NULL",
+        )
+        .bind(id)
+        .bind(seq)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if state == "dead" {
+            sqlx::query(
+                "UPDATE handoffs SET status = 'dead', reason = COALESCE(reason, '') || '. ' || $2, next_attempt_at = NULL, updated_at = $3 \
+                 WHERE work_item_id = $1 AND status IN ('planned', 'sending', 'retrying')",
+            )
+            .bind(id)
+            .bind(LOST_LEASE_DEAD)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
     Ok(())
 }
 
@@ -163,19 +173,19 @@ pub(crate) async fn claim(s: &SqlStore, kinds: &[&str], worker: &str, limit: u32
     let now_ms = ms(now);
     let expires = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
     let mut tx = s.begin_write().await?;
-    rescue(&mut tx, now_ms).await?;
+    rescue(&mut tx, s.backend, now_ms).await?;
     let set = "state = 'running', attempts = attempts + 1, lease_seq = lease_seq + 1, lease_owner = $1, lease_expires_at = $2, updated_at = $3";
     let sql = match s.backend {
         // One writer at a time (BEGIN IMMEDIATE), so the subquery and update are atomic.
         Backend::Sqlite => format!(
             "UPDATE work_items SET {set} WHERE id IN (SELECT id FROM work_items WHERE state = 'queued' AND run_at <= $3 AND kind IN ({}) ORDER BY run_at, id LIMIT $4) \
-             RETURNING id, kind, payload, attempts, max_attempts, lease_seq",
+             RETURNING id, kind, payload, attempts, free_attempts, max_attempts, lease_seq",
             kinds_list(kinds, 5)
         ),
         // Concurrent claimers skip each other's locked rows instead of waiting.
         Backend::Postgres => format!(
             "UPDATE work_items SET {set} WHERE id IN (SELECT id FROM work_items WHERE state = 'queued' AND run_at <= $3 AND kind IN ({}) ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, kind, payload, attempts, max_attempts, lease_seq",
+             RETURNING id, kind, payload, attempts, free_attempts, max_attempts, lease_seq",
             kinds_list(kinds, 5)
         ),
     };
@@ -188,7 +198,7 @@ pub(crate) async fn claim(s: &SqlStore, kinds: &[&str], worker: &str, limit: u32
     for c in &claimed {
         sqlx::query("INSERT INTO work_attempts (item_id, attempt, lease_seq, worker, started_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&c.id)
-            .bind(i64::from(c.attempt))
+            .bind(i64::from(c.tries))
             .bind(c.lease_seq)
             .bind(worker)
             .bind(now_ms)
@@ -247,15 +257,17 @@ pub(crate) async fn fence_holds(tx: &mut Transaction<'static, Any>, backend: Bac
 
 /// Take a queue step inside `tx` (the fence must hold).
 pub(crate) async fn step_in(tx: &mut Transaction<'static, Any>, c: &Claimed, step: &crate::QueueStep, now_ms: i64) -> Result<Completion> {
-    let (state, run_at, error, outcome, finished, completion) = match step {
-        crate::QueueStep::Complete => ("done", now_ms, None, "succeeded", Some(now_ms), Completion::Done),
-        crate::QueueStep::RetryAt { at, error } => ("queued", ms(*at), Some(error.as_str()), "retrying", None, Completion::Retrying { at: *at }),
+    let (state, run_at, error, outcome, finished, completion, free) = match step {
+        crate::QueueStep::Complete => ("done", now_ms, None, "succeeded", Some(now_ms), Completion::Done, 0),
+        crate::QueueStep::RetryAt { at, error } => ("queued", ms(*at), Some(error.as_str()), "retrying", None, Completion::Retrying { at: *at }, 0),
         crate::QueueStep::Finish { state, error } => {
-            (*state, now_ms, Some(error.as_str()), "failed", Some(now_ms), if *state == "dead" { Completion::Dead } else { Completion::Failed })
+            (*state, now_ms, Some(error.as_str()), "failed", Some(now_ms), if *state == "dead" { Completion::Dead } else { Completion::Failed }, 0)
         }
+        crate::QueueStep::Defer { at, outcome, note } => ("queued", ms(*at), Some(note.as_str()), *outcome, None, Completion::Retrying { at: *at }, 1),
     };
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE work_items SET state = $4, last_error = COALESCE($5, last_error), run_at = $6, finished_at = $7, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 WHERE {FENCE}"
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE work_items SET state = $4, last_error = COALESCE($5, last_error), run_at = $6, finished_at = $7, free_attempts = free_attempts + $8, \
+         lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 WHERE {FENCE}"
     )))
     .bind(&c.id)
     .bind(c.lease_seq)
@@ -264,32 +276,28 @@ pub(crate) async fn step_in(tx: &mut Transaction<'static, Any>, c: &Claimed, ste
     .bind(error)
     .bind(run_at)
     .bind(finished)
+    .bind(free)
     .execute(&mut **tx)
     .await?;
+    if done.rows_affected() == 0 {
+        return Ok(Completion::Stale);
+    }
     finish_attempt(tx, c, outcome, error, now_ms).await?;
     Ok(completion)
 }
 
-/// Put a claimed item back without spending an attempt (it was not its turn yet).
-pub(crate) async fn defer(s: &SqlStore, c: &Claimed, until: jiff::Timestamp, now: jiff::Timestamp) -> Result<Completion> {
-    let now_ms = ms(now);
+/// Put a claimed item back without spending an attempt (it was not its turn yet). The
+/// attempt stays on record as `deferred`, with why.
+pub(crate) async fn defer(s: &SqlStore, c: &Claimed, until: jiff::Timestamp, note: &str, now: jiff::Timestamp) -> Result<Completion> {
     let mut tx = s.begin_write().await?;
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE work_items SET state = 'queued', attempts = attempts - 1, run_at = $4, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 WHERE {FENCE}"
-    )))
-    .bind(&c.id)
-    .bind(c.lease_seq)
-    .bind(now_ms)
-    .bind(ms(until))
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 0 {
+    let step = crate::QueueStep::Defer { at: until, outcome: "deferred", note: note.to_owned() };
+    let completion = step_in(&mut tx, c, &step, ms(now)).await?;
+    if completion == Completion::Stale {
         tx.rollback().await?;
-        return Ok(Completion::Stale);
+    } else {
+        tx.commit().await?;
     }
-    sqlx::query("DELETE FROM work_attempts WHERE item_id = $1 AND lease_seq = $2").bind(&c.id).bind(c.lease_seq).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(Completion::Retrying { at: until })
+    Ok(completion)
 }
 
 /// Complete `c` inside `tx`; `false` when the fence does not hold (the caller rolls back).
@@ -337,7 +345,8 @@ pub(crate) async fn fail(s: &SqlStore, c: &Claimed, f: &WorkFailure, schedule: &
     } else if c.attempt >= c.max_attempts {
         ("dead", "failed", Completion::Dead)
     } else {
-        let delay = schedule.delay(c.attempt, f.retry_after, &mut rand::rng());
+        let hint = RetryHint { retry_after: f.retry_after, throttled: f.retry_after.is_some() };
+        let delay = schedule.delay(c.attempt, hint, rand::rng().random_range(-1.0..=1.0)).after;
         let at = now.checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::from_hours(24))).unwrap_or(now);
         ("queued", "retrying", Completion::Retrying { at })
     };
@@ -364,6 +373,24 @@ pub(crate) async fn fail(s: &SqlStore, c: &Claimed, f: &WorkFailure, schedule: &
         return Ok(Completion::Stale);
     }
     finish_attempt(&mut tx, c, outcome, Some(&error), now_ms).await?;
+    // A handoff this item carries says so too (its delivery failed outside the connector,
+    // e.g. a panic): never left `sending` with nobody working on it.
+    let handoff_status = match completion {
+        Completion::Retrying { .. } => "retrying",
+        Completion::Dead => "dead",
+        _ => "failed",
+    };
+    sqlx::query(
+        "UPDATE handoffs SET status = $2, reason = COALESCE(reason, '') || '. ' || $3, next_attempt_at = $4, updated_at = $5 \
+         WHERE work_item_id = $1 AND status IN ('planned', 'sending', 'retrying')",
+    )
+    .bind(&c.id)
+    .bind(handoff_status)
+    .bind(format!("attempt {} {}: {error}", c.attempt, if handoff_status == "retrying" { "failed, retrying" } else { "failed" }))
+    .bind((handoff_status == "retrying").then_some(run_at))
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(completion)
 }

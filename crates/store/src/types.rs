@@ -314,6 +314,13 @@ pub struct HandoffAttemptRecord {
     pub latency_ms: u64,
     /// The HTTP exchanges of this attempt, secrets redacted.
     pub exchanges: serde_json::Value,
+    /// A rate limit (429, or 503 with `Retry-After`): counted against the rate-limit budget,
+    /// not against the attempts meant for errors.
+    pub rate_limited: bool,
+    /// The `Retry-After` the destination sent, in ms.
+    pub retry_after_ms: Option<u64>,
+    /// What was done about it (e.g. "Retry-After 86400 s capped at 3600 s").
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -346,6 +353,13 @@ pub enum QueueStep {
     Finish {
         state: &'static str,
         error: String,
+    },
+    /// Run again at `at` without spending one of `max_attempts` (a rate limit within its own
+    /// budget, a wait for enrichment). The attempt is kept with `outcome` and `note`.
+    Defer {
+        at: jiff::Timestamp,
+        outcome: &'static str,
+        note: String,
     },
 }
 

@@ -66,6 +66,7 @@ fn request(kind: &str, action: &str, payload: HandoffPayload, attempt: u32) -> H
         action: action.into(),
         payload,
         attempt,
+        update: None,
     }
 }
 

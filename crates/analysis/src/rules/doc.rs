@@ -439,7 +439,7 @@ fn number_run(toks: &[Tok], i: usize) -> (Vec<(String, usize, usize)>, usize) {
     let mut repeat = 1usize;
     let flush = |chunks: &mut Vec<(String, usize, usize)>, open: &mut bool, total: &mut u64, cur: &mut u64, last: &mut u8, cstart: usize, cend: usize| {
         if *open {
-            chunks.push(((*total + *cur).to_string(), cstart, cend));
+            chunks.push((total.saturating_add(*cur).to_string(), cstart, cend));
         }
         *open = false;
         *total = 0;
@@ -539,7 +539,7 @@ fn number_run(toks: &[Tok], i: usize) -> (Vec<(String, usize, usize)>, usize) {
                     cur *= 100;
                     if w == "hundreds" {
                         // "five hundreds" → "500s"
-                        chunks.push((format!("{}s", total + cur), cstart, t.end));
+                        chunks.push((format!("{}s", total.saturating_add(cur)), cstart, t.end));
                         open = false;
                         total = 0;
                         cur = 0;
@@ -555,7 +555,8 @@ fn number_run(toks: &[Tok], i: usize) -> (Vec<(String, usize, usize)>, usize) {
                 if !open || last == 9 {
                     break;
                 }
-                total = (total + cur.max(if cur == 0 { 1 } else { 0 })).saturating_mul(s);
+                // "a million million million ...": saturate, never overflow.
+                total = total.saturating_add(cur.max(if cur == 0 { 1 } else { 0 })).saturating_mul(s);
                 cur = 0;
                 last = 5;
             }

@@ -271,7 +271,8 @@ pub fn find_all(doc: &Doc, tz: &str) -> Vec<Mention> {
     // URLs.
     for m in URL.find_iter(n) {
         let v = m.as_str().trim_end_matches(['.', ',']);
-        if v.contains('@') || EMAIL.is_match(&n[m.start().saturating_sub(40).min(m.start())..m.end()]) && !v.contains("://") {
+        let ctx_from = super::lex::floor_boundary(n, m.start().saturating_sub(40));
+        if v.contains('@') || EMAIL.is_match(&n[ctx_from..m.end()]) && !v.contains("://") {
             continue;
         }
         if !v.contains("://") && !v.starts_with("www.") && !v.contains('/') && !v.contains("status") {

@@ -312,7 +312,9 @@ pub fn callbacks(ctx: &Ctx, fields: &FieldMap, redact: &dyn Fn(&str) -> String) 
 /// The callback fields, from the first callback.
 pub fn callback_fields(ctx: &Ctx, cbs: &[CallbackRequest], out: &mut FieldMap) {
     let Some(cb) = cbs.first() else { return };
-    let loc = Loc { turn: cb.evidence.span.turn as usize, start: cb.evidence.span.start as usize, end: cb.evidence.span.end as usize };
+    // The span names the transcript's turn index; a field location holds the turn's position.
+    let Some(turn) = ctx.doc.turns.iter().position(|t| t.index == cb.evidence.span.turn) else { return };
+    let loc = Loc { turn, start: cb.evidence.span.start as usize, end: cb.evidence.span.end as usize };
     if let Some(t) = &cb.preferred_time {
         out.insert("callback_time", Found { value: serde_json::json!(t), conf: 0.75, loc });
     }
@@ -395,5 +397,6 @@ pub fn main_promise(ps: &[Promise]) -> Option<&Promise> {
     static DELIVER: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)\b(send|email|call you|call|ring|get back|text|book|have [\w ]+ call|reset link|confirmation|will call)\b").expect("deliver")
     });
-    ps.iter().max_by_key(|p| (i32::from(DELIVER.is_match(&p.what)) * 2 + i32::from(p.by_when.is_some()), -(p.evidence.span.turn as i32)))
+    // Ties go to the earliest turn (a turn index is any u32: compare it reversed, never negated).
+    ps.iter().max_by_key(|p| (i32::from(DELIVER.is_match(&p.what)) * 2 + i32::from(p.by_when.is_some()), std::cmp::Reverse(p.evidence.span.turn)))
 }

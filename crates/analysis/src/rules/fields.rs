@@ -465,11 +465,12 @@ fn error_message(ctx: &Ctx) -> Option<Found> {
         parts.push(v);
         spans.push(m.loc);
     }
-    let conf = claim(doc, spans[0].turn, doc.lower_byte(spans[0].turn, spans[0].start), doc.lower_byte(spans[0].turn, spans[0].end)).unwrap_or(0.6);
+    let first = *spans.first()?;
+    let conf = claim(doc, first.turn, doc.lower_byte(first.turn, first.start), doc.lower_byte(first.turn, first.end)).unwrap_or(0.6);
     let loc = Loc {
-        turn: spans[0].turn,
-        start: spans.iter().filter(|l| l.turn == spans[0].turn).map(|l| l.start).min().unwrap_or(0),
-        end: spans.iter().filter(|l| l.turn == spans[0].turn).map(|l| l.end).max().unwrap_or(0),
+        turn: first.turn,
+        start: spans.iter().filter(|l| l.turn == first.turn).map(|l| l.start).min().unwrap_or(0),
+        end: spans.iter().filter(|l| l.turn == first.turn).map(|l| l.end).max().unwrap_or(0),
     };
     let _ = q_turns;
     Some(found(json!(parts.join(" ")), conf.min(0.9), loc))

@@ -46,7 +46,9 @@ static CLAUSE_BREAK: LazyLock<Regex> =
 
 /// Start byte of the clause holding `pos` in `doc.lower`.
 pub fn clause_start(doc: &Doc, pos: usize) -> usize {
-    let sent_start = doc.sentence_at(pos).map(|s| s.start).unwrap_or_else(|| doc.turns[doc.turn_of_lower(pos)].lower.0);
+    // `pos` may come from arithmetic on offsets: keep it on a char inside the text.
+    let pos = floor_boundary(&doc.lower, pos);
+    let sent_start = doc.sentence_at(pos).map(|s| s.start).unwrap_or_else(|| doc.turns.get(doc.turn_of_lower(pos)).map_or(0, |t| t.lower.0));
     let from = pos.saturating_sub(160).max(sent_start);
     let from = floor_boundary(&doc.lower, from);
     let window = &doc.lower[from..pos];
@@ -55,7 +57,7 @@ pub fn clause_start(doc: &Doc, pos: usize) -> usize {
 
 /// End byte of the clause holding `pos`.
 pub fn clause_end(doc: &Doc, pos: usize) -> usize {
-    let sent_end = doc.sentence_at(pos).map(|s| s.end).unwrap_or_else(|| doc.turns[doc.turn_of_lower(pos)].lower.1);
+    let sent_end = doc.sentence_at(pos).map(|s| s.end).unwrap_or_else(|| doc.turns.get(doc.turn_of_lower(pos)).map_or(doc.lower.len(), |t| t.lower.1));
     let to = ceil_boundary(&doc.lower, (pos + 160).min(sent_end));
     let pos = ceil_boundary(&doc.lower, pos.min(to));
     let window = &doc.lower[pos..to];

@@ -552,7 +552,10 @@ fn product_area(ctx: &Ctx, fm: &mut FieldMap) {
                 let before: Vec<&str> = text[..m.start()].split(' ').collect();
                 let mut s = m.start();
                 let mut mods = 0;
-                for w in before.iter().rev().skip(1).take(2) {
+                // Only words a space away: "billing (export" or "pre-export" extend no further
+                // (the offsets below count whole words and single spaces).
+                let touching = before.last().is_some_and(|w| !w.is_empty());
+                for w in before.iter().rev().skip(1).take(if touching { 0 } else { 2 }) {
                     let w2 = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-');
                     if w2.len() != w.len() || !area_word_ok(w2) {
                         break;
@@ -572,11 +575,15 @@ fn product_area(ctx: &Ctx, fm: &mut FieldMap) {
                     if AREA_TAIL.contains(&w) && w != head || to_fmt {
                         let mut len = 1 + w.len();
                         if to_fmt {
-                            let nx: &str = r[3..].split(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
+                            // "export to csv": the word after "to" and one separator, which
+                            // may be missing (the turn ends) or wider than a byte.
+                            let after_to = &r[w.len()..];
+                            let Some(sep) = after_to.chars().next() else { break };
+                            let nx: &str = after_to[sep.len_utf8()..].split(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
                             if nx.is_empty() {
                                 break;
                             }
-                            len += 1 + nx.len();
+                            len += sep.len_utf8() + nx.len();
                         }
                         e += len;
                         rest = &rest[len..];

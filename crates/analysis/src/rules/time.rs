@@ -476,6 +476,13 @@ fn add_month(d: Date, n: i64) -> Option<Date> {
     d.checked_add(jiff::Span::new().months(n)).ok()
 }
 
+/// `date` at `h:m` in `tz`; None for a clock that is out of range (`Date::at` would panic)
+/// or a civil time the zone cannot hold.
+fn zoned_at(date: Date, h: i8, m: i8, tz: &TimeZone) -> Option<jiff::Zoned> {
+    let t = jiff::civil::Time::new(h, m, 0, 0).ok()?;
+    date.to_datetime(t).to_zoned(tz.clone()).ok()
+}
+
 fn fmt(z: &jiff::Zoned) -> String {
     z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
@@ -619,7 +626,7 @@ pub fn resolve_all_with(text: &str, call_time: jiff::Timestamp, tz_name: &str, m
             None => Some(today),
         };
         let Some(mut date) = date else { continue };
-        let Ok(mut z) = date.at(h, k.m, 0, 0).to_zoned(tz.clone()) else { continue };
+        let Some(mut z) = zoned_at(date, h, k.m, &tz) else { continue };
         if day.is_none() {
             match mode {
                 Mode::Past if z.timestamp() > call_time => {
@@ -634,7 +641,7 @@ pub fn resolve_all_with(text: &str, call_time: jiff::Timestamp, tz_name: &str, m
                 }
                 _ => {}
             }
-            if let Ok(z2) = date.at(h, k.m, 0, 0).to_zoned(tz.clone()) {
+            if let Some(z2) = zoned_at(date, h, k.m, &tz) {
                 z = z2;
             }
         }
@@ -663,7 +670,7 @@ pub fn resolve_all_with(text: &str, call_time: jiff::Timestamp, tz_name: &str, m
         let tz = zone.and_then(|z| TimeZone::get(z).ok()).unwrap_or_else(|| base_tz.clone());
         let today = call_time.to_zoned(tz.clone()).date();
         let Some(date) = resolve_day(today, d.r, mode) else { continue };
-        let Ok(z) = date.at(h, m, 0, 0).to_zoned(tz) else { continue };
+        let Some(z) = zoned_at(date, h, m, &tz) else { continue };
         out.push(Resolved { rfc3339: fmt(&z), start: d.start, end: d.end, zone, precise: false });
     }
     out.sort_by_key(|r| r.start);
@@ -672,8 +679,8 @@ pub fn resolve_all_with(text: &str, call_time: jiff::Timestamp, tz_name: &str, m
 
 fn part_word_near(text: &str, end: usize) -> Option<DayPart> {
     let rest = text.get(end..)?;
-    let rest = &rest[..rest.len().min(30)];
-    let rest = rest.get(..).unwrap_or("");
+    // The next 30 bytes, cut on a char boundary.
+    let rest = &rest[..super::lex::floor_boundary(rest, 30)];
     if rest.contains("morning") || rest.trim_start().starts_with("am") {
         Some(DayPart::Morning)
     } else if rest.contains("afternoon") {

@@ -32,6 +32,14 @@
 //!   Remaining risk: when a send took effect but the answer was lost (reset, timeout), the retry
 //!   sends a second DM. The `[call <id>]` marker lets the owner see it is the same handoff.
 //! - `retrieve_user` and `get_events` are reads.
+//!
+//! Updates (a repeat contact about the same issue): none; [`Connector::updates`] stays false for
+//! every action, and `HandoffRequest::update` is ignored. integrations.md documents no comment,
+//! note, reply or edit endpoint for what these actions create (a direct message or a chat-channel
+//! message; the only documented update, `POST`, is for users, which no action creates), and both
+//! writes answer 204 with no body, so there is no id of the earlier message to address. Posting
+//! another channel message would be a new record, not an update: the delivery layer decides
+//! about repeats (de-duplication) instead.
 
 use async_trait::async_trait;
 use serde::Deserialize;

@@ -11,6 +11,21 @@
 //! The external id is the issue key, the URL `{site}/browse/{key}`. Auth is Basic
 //! `email:api_token`.
 //!
+//! ## Updates (a repeat contact about the same issue)
+//! With `HandoffRequest::update` set ([`Connector::updates`] is true for `create_issue`), nothing
+//! is created: a comment goes on the earlier call's issue (`ExistingRecord::external_id`, the key).
+//! 1. read the issue's comments, `GET /rest/api/3/issue/{key}/comment?orderBy=-created` (pages of
+//!    `{startAt,maxResults,total,comments}`); a comment carrying this handoff's marker
+//!    `dialnexa-key: <idempotency key>` means an earlier attempt already added it: `deduplicated`;
+//! 2. otherwise `POST /rest/api/3/issue/{key}/comment` `{"body": <ADF>}` (201 with the comment):
+//!    "Repeat contact", the new call's summary, reason, next step, triage and links, and the marker.
+//!
+//! External id and URL stay the issue's; evidence `{"updated": true, "key", "comment_id",
+//! "comment_url", "repeat_of_call", "marker"}`. An issue that no longer exists (404) is a
+//! non-retryable error. The comment list is read directly (not through the search index), so a
+//! comment an attempt added is seen by the next one; only a thread of more than 2,000 comments
+//! newer than ours could hide it.
+//!
 //! ## Duplicates
 //! Jira takes no idempotency key, so the label `call-<id>` is the dedup key. Jira's search is
 //! eventually consistent: an issue created moments ago may not be found yet. The connector
@@ -23,7 +38,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::connector::{AttemptLog, Connector, Delivered, DeliveryError, Exchange, HandoffRequest, Outcome, excerpt, redact_url, send};
+use crate::connector::{
+    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, excerpt, redact_url, scrub_outcome, send,
+    update_marker,
+};
 use crate::kind::IntegrationKind;
 use crate::payload::HandoffPayload;
 
@@ -140,14 +158,12 @@ impl Jira {
         if self.api_token.len() >= 4 { s.replace(&self.api_token, "[redacted]") } else { s.to_owned() }
     }
 
-    async fn exchange(&self, method: reqwest::Method, path: &str, body: &Value, log: &mut Vec<AttemptLog>, what: &str) -> Result<Exchange, DeliveryError> {
+    async fn exchange(&self, method: reqwest::Method, path: &str, body: Option<&Value>, log: &mut Vec<AttemptLog>, what: &str) -> Result<Exchange, DeliveryError> {
         let url = format!("{}{path}", self.api);
-        let req = self
-            .client
-            .request(method.clone(), &url)
-            .basic_auth(&self.email, Some(&self.api_token))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(body);
+        let mut req = self.client.request(method.clone(), &url).basic_auth(&self.email, Some(&self.api_token)).header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            req = req.json(body);
+        }
         match send(req, format!("{method} {}", redact_url(&url))).await {
             Ok(ex) => {
                 let mut l = ex.log.clone();
@@ -196,7 +212,7 @@ impl Jira {
         // 1. Search for an issue of this call.
         let jql = format!("project = \"{}\" AND labels = \"{}\" ORDER BY created ASC", jql_escape(&self.project_key), jql_escape(&label));
         let search = json!({ "jql": jql, "fields": ["summary", "status", "labels", "created"], "maxResults": 10 });
-        let ex = self.exchange(reqwest::Method::POST, "/rest/api/3/search/jql", &search, log, "Jira issue search").await?;
+        let ex = self.exchange(reqwest::Method::POST, "/rest/api/3/search/jql", Some(&search), log, "Jira issue search").await?;
         if !ex.ok() {
             return Err(self.error(&ex, "Jira issue search"));
         }
@@ -228,7 +244,7 @@ impl Jira {
             "labels": labels(p),
             "description": description(p),
         }});
-        let ex = self.exchange(reqwest::Method::POST, "/rest/api/3/issue", &body, log, "Jira create issue").await?;
+        let ex = self.exchange(reqwest::Method::POST, "/rest/api/3/issue", Some(&body), log, "Jira create issue").await?;
         if !ex.ok() {
             return Err(self.error(&ex, "Jira create issue"));
         }
@@ -241,6 +257,114 @@ impl Jira {
                 ..DeliveryError::retry(format!("Jira create issue answered {} without an issue key; the retry looks it up by label {label}", ex.status))
             }),
         }
+    }
+}
+
+impl Jira {
+    /// The error of an update's exchange: a 404 means the issue is gone, not a bad site.
+    fn update_error(&self, ex: &Exchange, what: &str, key: &str) -> DeliveryError {
+        let mut e = self.error(ex, what);
+        if ex.status == 404 {
+            e.retryable = false;
+            e.message = format!("{what}: the Jira issue {key} no longer exists, or the account cannot see it (404): nothing was added to it");
+        }
+        e
+    }
+
+    /// A comment on `key` carrying `marker`: its id (or "" when it has none).
+    async fn find_comment(&self, key: &str, marker: &str, log: &mut Vec<AttemptLog>) -> Result<Option<String>, DeliveryError> {
+        const PAGE: u64 = 100;
+        const PAGES: u64 = 20;
+        let mut start = 0u64;
+        for _ in 0..PAGES {
+            let path = format!("/rest/api/3/issue/{key}/comment?startAt={start}&maxResults={PAGE}&orderBy=-created");
+            let ex = self.exchange(reqwest::Method::GET, &path, None, log, "Jira comment list").await?;
+            if !ex.ok() {
+                return Err(self.update_error(&ex, "Jira comment list", key));
+            }
+            let page = ex.json().unwrap_or(Value::Null);
+            let Some(comments) = page["comments"].as_array() else {
+                return Err(DeliveryError {
+                    status: Some(ex.status),
+                    ..DeliveryError::fatal("Jira comment list answered without a comments list: check site/base_url")
+                });
+            };
+            if let Some(c) = comments.iter().find(|c| contains_text(&c["body"], marker)) {
+                return Ok(Some(id_text(&c["id"]).unwrap_or_default()));
+            }
+            let read = page["startAt"].as_u64().unwrap_or(start) + comments.len() as u64;
+            let total = page["total"].as_u64().unwrap_or(0);
+            if comments.is_empty() || read >= total {
+                return Ok(None);
+            }
+            start = read;
+        }
+        Ok(None)
+    }
+
+    /// A comment on the earlier call's issue, once.
+    async fn add_comment(&self, req: &HandoffRequest, existing: &ExistingRecord, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
+        let Some(key) = record_key(existing) else {
+            return Err(DeliveryError::fatal(format!(
+                "Jira update: the record of call {} has no issue key to comment on",
+                existing.call_id.chars().take(80).collect::<String>()
+            )));
+        };
+        let marker = update_marker(&req.idempotency_key);
+        if let Some(found) = self.find_comment(&key, &marker, log).await? {
+            return Ok(self.updated(&key, existing, &found, &marker, true));
+        }
+        let body = json!({ "body": update_comment(&req.payload, existing, &marker) });
+        let ex = self.exchange(reqwest::Method::POST, &format!("/rest/api/3/issue/{key}/comment"), Some(&body), log, "Jira add comment").await?;
+        if !ex.ok() {
+            return Err(self.update_error(&ex, "Jira add comment", &key));
+        }
+        // Added, even if the answer has no id (a retry would find it by the marker).
+        let id = ex.json().and_then(|c| id_text(&c["id"])).unwrap_or_default();
+        Ok(self.updated(&key, existing, &id, &marker, false))
+    }
+
+    fn updated(&self, key: &str, existing: &ExistingRecord, comment_id: &str, marker: &str, deduplicated: bool) -> Delivered {
+        let browse = format!("{}/browse/{key}", self.site);
+        let comment_id = (!comment_id.is_empty()).then(|| comment_id.to_owned());
+        let mut evidence = json!({
+            "updated": true,
+            "key": key,
+            "browse_url": browse,
+            "comment_id": comment_id,
+            "comment_url": comment_id.as_ref().map(|id| format!("{browse}?focusedCommentId={id}")),
+            "repeat_of_call": existing.call_id,
+            "marker": marker,
+        });
+        if deduplicated {
+            evidence["found_by"] = json!("marker");
+        }
+        Delivered {
+            external_id: Some(if existing.external_id.trim().is_empty() { key.to_owned() } else { existing.external_id.trim().to_owned() }),
+            external_url: existing.external_url.clone().filter(|u| !u.trim().is_empty()).or(Some(browse)),
+            evidence,
+            deduplicated,
+        }
+    }
+}
+
+/// The issue an update comments on: its key (or id), safe in a path.
+fn record_key(existing: &ExistingRecord) -> Option<String> {
+    let safe = |k: &str| !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    [Some(existing.external_id.as_str()), existing.evidence["key"].as_str(), existing.evidence["id"].as_str()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|k| safe(k))
+        .map(str::to_owned)
+}
+
+/// An id given as a string or a number.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -350,6 +474,83 @@ fn split_steps(steps: &str) -> Vec<String> {
         .collect()
 }
 
+/// Urgency, category, owner, reason, next step, affected record and caller, as list items.
+fn triage(p: &HandoffPayload) -> Vec<Vec<Value>> {
+    let mut triage = Vec::new();
+    let mut urgency = if p.urgency.trim().is_empty() { "unspecified".to_owned() } else { p.urgency.trim().to_owned() };
+    if let Some(s) = present(&p.severity) {
+        urgency.push_str(&format!(" (severity {s})"));
+    }
+    triage.push(labelled("Urgency", &urgency));
+    if !p.category.trim().is_empty() {
+        triage.push(labelled("Category", &p.category));
+    }
+    triage.push(labelled("Owner", present(&p.owner).unwrap_or("unassigned")));
+    if !p.reason.trim().is_empty() {
+        triage.push(labelled("Reason", &p.reason));
+    }
+    if !p.next_step.trim().is_empty() {
+        triage.push(labelled("Next step", &p.next_step));
+    }
+    if let Some(a) = present(&p.affected) {
+        triage.push(labelled("Affected", a));
+    }
+    let c = &p.caller;
+    let caller: Vec<&str> = [&c.name, &c.email, &c.phone, &c.customer, &c.account].into_iter().filter_map(present).collect();
+    triage.push(labelled("Caller", &if caller.is_empty() { "unknown".to_owned() } else { caller.join(", ") }));
+    triage
+}
+
+/// Links to the call's evidence, as list items.
+fn evidence_items(p: &HandoffPayload) -> Vec<Vec<Value>> {
+    let mut evidence = Vec::new();
+    if !p.links.call.trim().is_empty() {
+        evidence.push(vec![link("Call detail", &p.links.call)]);
+    }
+    if !p.links.transcript.trim().is_empty() {
+        evidence.push(vec![link("Transcript", &p.links.transcript)]);
+    }
+    if let Some(r) = present(&p.links.recording) {
+        evidence.push(vec![link("Recording", r)]);
+    }
+    for (name, url) in &p.links.evidence {
+        if !url.trim().is_empty() && !name.trim().is_empty() {
+            evidence.push(vec![strong(&format!("{}: ", name.trim())), link(url.trim(), url)]);
+        }
+    }
+    for url in p.urls.iter().filter(|u| !u.trim().is_empty()).take(10) {
+        evidence.push(vec![strong("Mentioned by the caller: "), link(url.trim(), url)]);
+    }
+    evidence
+}
+
+/// The comment a repeat contact adds to the earlier call's issue, in ADF: what happened, the
+/// new call's summary, triage and links, and the marker a retry looks for.
+pub fn update_comment(p: &HandoffPayload, existing: &ExistingRecord, marker: &str) -> Value {
+    let mut intro = vec![strong("Repeat contact: ")];
+    let new_call = if p.call_id.trim().is_empty() { "a new call".to_owned() } else { format!("call {}", p.call_id.trim()) };
+    let earlier = if existing.call_id.trim().is_empty() { "the earlier call".to_owned() } else { format!("call {}", existing.call_id.trim()) };
+    intro.push(text(&format!("{new_call} is about the same issue as {earlier}, which created this issue.")));
+    let mut content = vec![para(intro)];
+    if !p.summary.trim().is_empty() {
+        content.push(para(vec![text(&cut(&p.summary, 4000))]));
+    }
+    content.push(list("bulletList", triage(p)));
+    let evidence = evidence_items(p);
+    if !evidence.is_empty() {
+        content.push(para(vec![strong("Links")]));
+        content.push(list("bulletList", evidence));
+    }
+    let mut footer = vec![text("Added by DialNexa from call ")];
+    if !p.call_id.trim().is_empty() {
+        footer.push(code(p.call_id.trim()));
+        footer.push(text(" · "));
+    }
+    footer.push(code(marker));
+    content.push(para(footer));
+    json!({ "type": "doc", "version": 1, "content": content })
+}
+
 /// The issue description in Atlassian Document Format.
 pub fn description(p: &HandoffPayload) -> Value {
     let mut content = Vec::new();
@@ -377,30 +578,8 @@ pub fn description(p: &HandoffPayload) -> Value {
         content.push(para(vec![text(&cut(v, 4000))]));
     }
 
-    let mut triage = Vec::new();
-    let mut urgency = if p.urgency.trim().is_empty() { "unspecified".to_owned() } else { p.urgency.trim().to_owned() };
-    if let Some(s) = present(&p.severity) {
-        urgency.push_str(&format!(" (severity {s})"));
-    }
-    triage.push(labelled("Urgency", &urgency));
-    if !p.category.trim().is_empty() {
-        triage.push(labelled("Category", &p.category));
-    }
-    triage.push(labelled("Owner", present(&p.owner).unwrap_or("unassigned")));
-    if !p.reason.trim().is_empty() {
-        triage.push(labelled("Reason", &p.reason));
-    }
-    if !p.next_step.trim().is_empty() {
-        triage.push(labelled("Next step", &p.next_step));
-    }
-    if let Some(a) = present(&p.affected) {
-        triage.push(labelled("Affected", a));
-    }
-    let c = &p.caller;
-    let caller: Vec<&str> = [&c.name, &c.email, &c.phone, &c.customer, &c.account].into_iter().filter_map(present).collect();
-    triage.push(labelled("Caller", &if caller.is_empty() { "unknown".to_owned() } else { caller.join(", ") }));
     content.push(heading(2, "Triage"));
-    content.push(list("bulletList", triage));
+    content.push(list("bulletList", triage(p)));
 
     let details: Vec<Vec<Value>> = p
         .fields
@@ -420,24 +599,7 @@ pub fn description(p: &HandoffPayload) -> Value {
         content.push(list("bulletList", details));
     }
 
-    let mut evidence = Vec::new();
-    if !p.links.call.trim().is_empty() {
-        evidence.push(vec![link("Call detail", &p.links.call)]);
-    }
-    if !p.links.transcript.trim().is_empty() {
-        evidence.push(vec![link("Transcript", &p.links.transcript)]);
-    }
-    if let Some(r) = present(&p.links.recording) {
-        evidence.push(vec![link("Recording", r)]);
-    }
-    for (name, url) in &p.links.evidence {
-        if !url.trim().is_empty() && !name.trim().is_empty() {
-            evidence.push(vec![strong(&format!("{}: ", name.trim())), link(url.trim(), url)]);
-        }
-    }
-    for url in p.urls.iter().filter(|u| !u.trim().is_empty()).take(10) {
-        evidence.push(vec![strong("Mentioned by the caller: "), link(url.trim(), url)]);
-    }
+    let evidence = evidence_items(p);
     if !evidence.is_empty() {
         content.push(heading(2, "Evidence"));
         content.push(list("bulletList", evidence));
@@ -458,14 +620,17 @@ impl Connector for Jira {
     fn actions(&self) -> &'static [&'static str] {
         ACTIONS
     }
+    fn updates(&self, action: &str) -> bool {
+        action == "create_issue"
+    }
     async fn deliver(&self, req: &HandoffRequest) -> Outcome {
         let mut log = Vec::new();
-        let result = match req.action.as_str() {
-            "create_issue" => self.create_issue(&req.payload, &mut log).await,
-            other => Err(DeliveryError::fatal(format!("jira has no action '{}' (expected create_issue)", other.chars().take(60).collect::<String>()))),
+        let result = match (req.action.as_str(), &req.update) {
+            ("create_issue", Some(existing)) => self.add_comment(req, existing, &mut log).await,
+            ("create_issue", None) => self.create_issue(&req.payload, &mut log).await,
+            (other, _) => Err(DeliveryError::fatal(format!("jira has no action '{}' (expected create_issue)", other.chars().take(60).collect::<String>()))),
         };
-        let result = result.map_err(|e| DeliveryError { message: self.scrub(&e.message), ..e });
-        Outcome { result, log }
+        scrub_outcome(Outcome { result, log }, |t| self.scrub(t))
     }
 }
 

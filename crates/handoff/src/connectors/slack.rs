@@ -24,12 +24,35 @@
 //! `[call <id>]` so a duplicate is easy to recognise, and once a delivery has succeeded its
 //! outcome (and, for the bot form, `ts`) is recorded by the delivery layer, so a *known*
 //! success is never posted again.
+//!
+//! ## Updates (a repeat contact about the same issue): bot form only
+//! With `HandoffRequest::update` set ([`Connector::updates`] is true for `post_message` in the bot
+//! form), nothing new is posted in the channel: a reply goes in the thread of the earlier call's
+//! message, whose `channel` and `ts` the create path keeps in its evidence (`ts` is also its
+//! external id).
+//! 1. read the thread, `GET {base_url}/conversations.replies?channel=&ts=` (pages by
+//!    `response_metadata.next_cursor`); a reply carrying this handoff's marker
+//!    `dialnexa-key: <idempotency key>` means an earlier attempt already posted it: `deduplicated`.
+//!    A parent message that is gone (`thread_not_found`) is a non-retryable error;
+//! 2. otherwise `chat.postMessage` with `thread_ts` = the original `ts`, same channel: "Repeat
+//!    contact", the new call's summary, reason, next step, triage and links, and the marker.
+//!
+//! Slack has no idempotency key, so the thread read is the guard. It needs the history scope
+//! (`channels:history`, `groups:history` for private channels); a bot token without it answers
+//! `missing_scope`, and then the reply is posted unchecked (`"thread_checked": false` in the
+//! evidence), the same remaining risk as a new message. The incoming-webhook form has no `ts` and
+//! no read API, so it does not update: it posts a new message as before.
+//! External id stays the original `ts`; evidence `{"updated": true, "form": "bot", "channel",
+//! "thread_ts", "ts" (the reply's), "repeat_of_call", "marker", "thread_checked"}`.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::connector::{AttemptLog, Connector, Delivered, DeliveryError, Exchange, HandoffRequest, Outcome, retry_after, send};
+use crate::connector::{
+    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, retry_after, scrub_outcome, send,
+    update_marker,
+};
 use crate::kind::IntegrationKind;
 use crate::payload::HandoffPayload;
 
@@ -130,6 +153,8 @@ enum Mode {
         secret_path: String,
     },
     Bot {
+        /// The Web API root (`https://slack.com/api`).
+        api: String,
         endpoint: String,
         token: String,
         channel: String,
@@ -156,11 +181,15 @@ impl Slack {
                 };
                 Mode::Webhook { url, shown: format!("POST {shown_origin}/[webhook path redacted]"), secret_path: path }
             }
-            _ => Mode::Bot {
-                endpoint: format!("{}/chat.postMessage", base.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned())),
-                token: config.bot_token.clone().unwrap_or_default().trim().to_owned(),
-                channel: config.channel.clone().unwrap_or_default().trim().to_owned(),
-            },
+            _ => {
+                let api = base.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+                Mode::Bot {
+                    endpoint: format!("{api}/chat.postMessage"),
+                    api,
+                    token: config.bot_token.clone().unwrap_or_default().trim().to_owned(),
+                    channel: config.channel.clone().unwrap_or_default().trim().to_owned(),
+                }
+            }
         };
         Self { mode, client }
     }
@@ -233,7 +262,7 @@ impl Slack {
         log.push(self.scrub_log(ex.log.clone()));
         let answer = ex.json();
         if !ex.ok() {
-            return Err(self.http_error(&ex, answer.as_ref()));
+            return Err(self.http_error("chat.postMessage", &ex, answer.as_ref()));
         }
         let Some(v) = answer else {
             return Err(DeliveryError {
@@ -251,32 +280,173 @@ impl Slack {
                 deduplicated: false,
             });
         }
-        Err(api_error(v["error"].as_str().unwrap_or("unknown_error"), channel, &ex))
+        Err(api_error("chat.postMessage", v["error"].as_str().unwrap_or("unknown_error"), channel, &ex))
     }
 
-    fn http_error(&self, ex: &Exchange, answer: Option<&Value>) -> DeliveryError {
-        let mut err = ex.error("Slack chat.postMessage");
+    fn http_error(&self, method: &str, ex: &Exchange, answer: Option<&Value>) -> DeliveryError {
+        let mut err = ex.error(&format!("Slack {method}"));
         let code = answer.and_then(|v| v["error"].as_str()).map(str::to_owned).unwrap_or_else(|| self.scrub(&crate::connector::excerpt(ex.body.trim(), 120)));
         err.message = match ex.status {
-            429 => format!("Slack rate-limited chat.postMessage (429 {code}): retry later"),
-            401 | 403 => format!("Slack rejected the bot token ({} {code}): check bot_token and its chat:write scope", ex.status),
-            300..=399 => format!("Slack chat.postMessage answered a redirect ({}): redirects are not followed; check base_url", ex.status),
-            s => format!("Slack chat.postMessage answered {s} {code}"),
+            429 => format!("Slack rate-limited {method} (429 {code}): retry later"),
+            401 | 403 => format!("Slack rejected the bot token ({} {code}): check bot_token and its scopes", ex.status),
+            300..=399 => format!("Slack {method} answered a redirect ({}): redirects are not followed; check base_url", ex.status),
+            s => format!("Slack {method} answered {s} {code}"),
         };
         err
     }
+
+    /// One Web API call (bearer token), logged and scrubbed; the answer's JSON, or the error.
+    async fn api_call(&self, method: &str, req: reqwest::RequestBuilder, shown: String, log: &mut Vec<AttemptLog>) -> Result<(Exchange, Value), DeliveryError> {
+        let ex = match send(req, shown).await {
+            Ok(ex) => ex,
+            Err((e, l)) => {
+                log.push(self.scrub_log(l));
+                return Err(DeliveryError { message: format!("Slack {method}: {}", e.message), ..e });
+            }
+        };
+        log.push(self.scrub_log(ex.log.clone()));
+        let answer = ex.json();
+        if !ex.ok() {
+            return Err(self.http_error(method, &ex, answer.as_ref()));
+        }
+        match answer {
+            Some(v) => Ok((ex, v)),
+            None => Err(DeliveryError {
+                status: Some(ex.status),
+                ..DeliveryError::fatal(format!("Slack {method} answered {} without Slack's JSON: check base_url", ex.status))
+            }),
+        }
+    }
+
+    /// The thread of `ts`, searched for `marker`.
+    async fn find_reply(&self, api: &str, token: &str, channel: &str, ts: &str, marker: &str, log: &mut Vec<AttemptLog>) -> Result<ThreadCheck, DeliveryError> {
+        const PAGES: usize = 10;
+        let endpoint = format!("{api}/conversations.replies");
+        let escaped = esc(marker);
+        let mut cursor: Option<String> = None;
+        for _ in 0..PAGES {
+            let mut query = vec![("channel", channel.to_owned()), ("ts", ts.to_owned()), ("limit", "200".to_owned())];
+            if let Some(c) = &cursor {
+                query.push(("cursor", c.clone()));
+            }
+            let req = self.client.get(&endpoint).bearer_auth(token).query(&query);
+            let (ex, v) = self.api_call("conversations.replies", req, format!("GET {}", crate::connector::redact_url(&endpoint)), log).await?;
+            if v["ok"].as_bool() != Some(true) {
+                let code = v["error"].as_str().unwrap_or("unknown_error");
+                return match code {
+                    "missing_scope" => Ok(ThreadCheck::Unchecked),
+                    "thread_not_found" => Err(gone(channel, ts, &ex)),
+                    _ => Err(api_error("conversations.replies", code, channel, &ex)),
+                };
+            }
+            let messages = v["messages"].as_array().cloned().unwrap_or_default();
+            if let Some(m) = messages.iter().find(|m| m["ts"].as_str() != Some(ts) && (contains_text(m, marker) || contains_text(m, &escaped))) {
+                return Ok(ThreadCheck::Found(m["ts"].as_str().unwrap_or_default().to_owned()));
+            }
+            cursor = v["response_metadata"]["next_cursor"].as_str().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
+            if cursor.is_none() || messages.is_empty() {
+                return Ok(ThreadCheck::NotFound);
+            }
+        }
+        Ok(ThreadCheck::NotFound)
+    }
+
+    /// A reply in the thread of the earlier call's message, once.
+    async fn reply_bot(&self, bot: (&str, &str, &str, &str), req: &HandoffRequest, existing: &ExistingRecord, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
+        let (api, endpoint, token, configured) = bot;
+        let p = &req.payload;
+        let ts = [existing.evidence["ts"].as_str(), Some(existing.external_id.as_str())]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .find(|t| !t.is_empty() && t.len() <= 40 && t.chars().all(|c| c.is_ascii_digit() || c == '.'));
+        let Some(ts) = ts else {
+            return Err(DeliveryError::fatal(format!(
+                "Slack update: the message of call {} has no ts to reply to (a message posted through an incoming webhook cannot be replied to)",
+                existing.call_id.chars().take(80).collect::<String>()
+            )));
+        };
+        let option_channel = p.options.get("channel").and_then(Value::as_str);
+        let channel = [existing.evidence["channel"].as_str(), option_channel, Some(configured)]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .find(|c| !c.is_empty())
+            .unwrap_or(configured)
+            .to_owned();
+        let marker = update_marker(&req.idempotency_key);
+        let checked = match self.find_reply(api, token, &channel, ts, &marker, log).await? {
+            ThreadCheck::Found(reply) => return Ok(updated(existing, &channel, ts, &reply, &marker, true, true)),
+            ThreadCheck::NotFound => true,
+            ThreadCheck::Unchecked => false,
+        };
+        let (text, blocks) = render_update(p, existing, &marker);
+        let body = json!({ "channel": channel, "thread_ts": ts, "text": text, "blocks": blocks, "unfurl_links": false, "unfurl_media": false });
+        let (ex, v) = self.api_call("chat.postMessage", self.client.post(endpoint).bearer_auth(token).json(&body), format!("POST {}", crate::connector::redact_url(endpoint)), log).await?;
+        if v["ok"].as_bool() == Some(true) {
+            let reply = v["ts"].as_str().unwrap_or_default().to_owned();
+            let posted_in = v["channel"].as_str().unwrap_or(&channel).to_owned();
+            return Ok(updated(existing, &posted_in, ts, &reply, &marker, checked, false));
+        }
+        match v["error"].as_str().unwrap_or("unknown_error") {
+            "thread_not_found" | "invalid_thread_ts" | "message_not_found" => Err(gone(&channel, ts, &ex)),
+            code => Err(api_error("chat.postMessage", code, &channel, &ex)),
+        }
+    }
 }
 
-/// Classify chat.postMessage's `{"ok":false,"error":…}` (sent with HTTP 200).
-fn api_error(code: &str, channel: &str, ex: &Exchange) -> DeliveryError {
+/// What reading a thread found.
+enum ThreadCheck {
+    /// The reply is there already (its ts).
+    Found(String),
+    NotFound,
+    /// The token may not read history (`missing_scope`).
+    Unchecked,
+}
+
+fn updated(existing: &ExistingRecord, channel: &str, thread_ts: &str, reply_ts: &str, marker: &str, checked: bool, deduplicated: bool) -> Delivered {
+    let mut evidence = json!({
+        "updated": true,
+        "form": "bot",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "ts": (!reply_ts.is_empty()).then_some(reply_ts),
+        "repeat_of_call": existing.call_id,
+        "marker": marker,
+        "thread_checked": checked,
+    });
+    if deduplicated {
+        evidence["found_by"] = json!("marker");
+    }
+    Delivered {
+        external_id: Some(if existing.external_id.trim().is_empty() { thread_ts.to_owned() } else { existing.external_id.trim().to_owned() }),
+        external_url: existing.external_url.clone().filter(|u| !u.trim().is_empty()),
+        evidence,
+        deduplicated,
+    }
+}
+
+/// The original message of a thread is gone.
+fn gone(channel: &str, ts: &str, ex: &Exchange) -> DeliveryError {
+    let channel: String = channel.chars().take(80).collect();
+    DeliveryError {
+        status: Some(ex.status),
+        ..DeliveryError::fatal(format!(
+            "Slack update: the original message {ts} in channel {channel} no longer exists (thread_not_found): nothing was posted in its thread"
+        ))
+    }
+}
+
+/// Classify a Web API method's `{"ok":false,"error":…}` (sent with HTTP 200).
+fn api_error(method: &str, code: &str, channel: &str, ex: &Exchange) -> DeliveryError {
     let code: String = code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(60).collect();
     let retry = |message: String| DeliveryError { retryable: true, retry_after: retry_after(&ex.headers), status: Some(ex.status), message };
     let fatal = |message: String| DeliveryError { status: Some(ex.status), ..DeliveryError::fatal(message) };
     let channel: String = channel.chars().take(80).collect();
     match code.as_str() {
-        "ratelimited" | "rate_limited" => retry(format!("Slack rate-limited chat.postMessage ({code}): retry later")),
+        "ratelimited" | "rate_limited" => retry(format!("Slack rate-limited {method} ({code}): retry later")),
         "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
-            retry(format!("Slack chat.postMessage failed on Slack's side ({code}): will retry"))
+            retry(format!("Slack {method} failed on Slack's side ({code}): will retry"))
         }
         "not_authed"
         | "invalid_auth"
@@ -286,12 +456,12 @@ fn api_error(code: &str, channel: &str, ex: &Exchange) -> DeliveryError {
         | "no_permission"
         | "not_allowed_token_type"
         | "ekm_access_denied" => fatal(format!("Slack rejected the bot token ({code}): check bot_token")),
-        "missing_scope" => fatal(format!("Slack bot token lacks a scope ({code}): add chat:write to the app")),
+        "missing_scope" => fatal(format!("Slack bot token lacks a scope for {method} ({code}): add chat:write to the app")),
         "channel_not_found" => fatal(format!("Slack channel {channel} not found ({code}): check channel, and invite the bot to private channels")),
         "not_in_channel" => fatal(format!("the Slack bot is not in channel {channel} ({code}): invite it (/invite @bot)")),
         "is_archived" => fatal(format!("Slack channel {channel} is archived ({code}): choose a live channel")),
         "msg_too_long" | "no_text" | "too_many_attachments" | "invalid_blocks" | "invalid_arguments" => fatal(format!("Slack refused the message ({code})")),
-        _ => fatal(format!("Slack chat.postMessage refused ({code})")),
+        _ => fatal(format!("Slack {method} refused ({code})")),
     }
 }
 
@@ -303,18 +473,22 @@ impl Connector for Slack {
     fn actions(&self) -> &'static [&'static str] {
         ACTIONS
     }
+    /// The bot form replies in the original message's thread; a webhook has no thread to reply in.
+    fn updates(&self, action: &str) -> bool {
+        matches!(self.mode, Mode::Bot { .. }) && action == "post_message"
+    }
     async fn deliver(&self, req: &HandoffRequest) -> Outcome {
         let mut log = Vec::new();
         if !ACTIONS.contains(&req.action.as_str()) {
             let action: String = req.action.chars().take(60).collect();
             return Outcome { result: Err(DeliveryError::fatal(format!("slack has no action '{action}' (expected post_message)"))), log };
         }
-        let result = match &self.mode {
-            Mode::Webhook { url, shown, .. } => self.post_webhook(url, shown, &req.payload, &mut log).await,
-            Mode::Bot { endpoint, token, channel } => self.post_bot(endpoint, token, channel, &req.payload, &mut log).await,
+        let result = match (&self.mode, &req.update) {
+            (Mode::Webhook { url, shown, .. }, _) => self.post_webhook(url, shown, &req.payload, &mut log).await,
+            (Mode::Bot { api, endpoint, token, channel }, Some(existing)) => self.reply_bot((api, endpoint, token, channel), req, existing, &mut log).await,
+            (Mode::Bot { endpoint, token, channel, .. }, None) => self.post_bot(endpoint, token, channel, &req.payload, &mut log).await,
         };
-        let result = result.map_err(|e| DeliveryError { message: self.scrub(&e.message), ..e });
-        Outcome { result, log }
+        scrub_outcome(Outcome { result, log }, |t| self.scrub(t))
     }
 }
 
@@ -413,6 +587,57 @@ pub fn render(p: &HandoffPayload) -> (String, Value) {
         blocks.push(section(format!("*Summary*\n{}", summary.trim())));
     }
 
+    let links = links(p);
+    if !links.is_empty() {
+        blocks.push(section(format!("*Links*\n{}", links.join(" · "))));
+    }
+    blocks.push(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": format!("DialNexa {}", esc(&marker)) } ] }));
+    (text, Value::Array(blocks))
+}
+
+/// The thread reply of a repeat contact: what happened, the new call's summary, triage and
+/// links, and the marker a retry looks for.
+pub fn render_update(p: &HandoffPayload, existing: &ExistingRecord, marker: &str) -> (String, Value) {
+    let new_call = if p.call_id.trim().is_empty() { "a new call".to_owned() } else { format!("call {}", esc(p.call_id.trim())) };
+    let earlier = if existing.call_id.trim().is_empty() { "the earlier call".to_owned() } else { format!("call {}", esc(existing.call_id.trim())) };
+    let call_marker = format!("[call {}]", p.call_id);
+    let title = p.title.trim();
+    let mut text = format!(":repeat: *Repeat contact*: {new_call} is about the same issue as {earlier}");
+    if !title.is_empty() {
+        text.push_str(&format!(" ({})", esc(&cut(title, 200))));
+    }
+    text.push_str(&format!(" {}", esc(&call_marker)));
+
+    let mut blocks = vec![section(format!("*Repeat contact*: {new_call} is about the same issue as {earlier}, whose message this thread is on."))];
+    if !p.summary.trim().is_empty() {
+        blocks.push(section(format!("*Summary*\n{}", esc(p.summary.trim()))));
+    }
+    let mut urgency = if p.urgency.trim().is_empty() { "unspecified".to_owned() } else { esc(p.urgency.trim()) };
+    if let Some(sev) = p.severity.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        urgency.push_str(&format!(" (severity {})", esc(sev)));
+    }
+    let owner = p.owner.as_deref().map(str::trim).filter(|o| !o.is_empty()).map(esc).unwrap_or_else(|| "unassigned".into());
+    blocks.push(json!({ "type": "section", "fields": [
+        { "type": "mrkdwn", "text": cut(&format!("*Urgency*\n{urgency}"), 1900) },
+        { "type": "mrkdwn", "text": cut(&format!("*Owner*\n{owner}"), 1900) },
+        { "type": "mrkdwn", "text": cut(&format!("*Caller*\n{}", caller_line(p)), 1900) },
+    ] }));
+    if !p.reason.trim().is_empty() {
+        blocks.push(section(format!("*Reason*\n{}", esc(p.reason.trim()))));
+    }
+    if !p.next_step.trim().is_empty() {
+        blocks.push(section(format!("*Next step*\n{}", esc(p.next_step.trim()))));
+    }
+    let links = links(p);
+    if !links.is_empty() {
+        blocks.push(section(format!("*Links*\n{}", links.join(" · "))));
+    }
+    blocks.push(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": format!("DialNexa {} · {}", esc(&call_marker), esc(marker)) } ] }));
+    (text, Value::Array(blocks))
+}
+
+/// Links to the call's evidence, as mrkdwn.
+fn links(p: &HandoffPayload) -> Vec<String> {
     let mut links = Vec::new();
     if !p.links.call.trim().is_empty() {
         links.push(link(&p.links.call, "Call detail"));
@@ -426,11 +651,7 @@ pub fn render(p: &HandoffPayload) -> (String, Value) {
     for (name, url) in &p.links.evidence {
         links.push(link(url, name));
     }
-    if !links.is_empty() {
-        blocks.push(section(format!("*Links*\n{}", links.join(" · "))));
-    }
-    blocks.push(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": format!("DialNexa {}", esc(&marker)) } ] }));
-    (text, Value::Array(blocks))
+    links
 }
 
 #[cfg(test)]

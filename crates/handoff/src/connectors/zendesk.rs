@@ -18,13 +18,31 @@
 //! idempotency key (kept about 2 h). A retry after a lost answer finds the ticket by either.
 //! If the payload changed between attempts Zendesk answers `IdempotentRequestError`; the connector
 //! then lists by `external_id` again and reports the existing ticket.
+//!
+//! ## Updates (a repeat contact about the same issue)
+//! With `HandoffRequest::update` set ([`Connector::updates`] is true for `create_ticket`), nothing
+//! is created: an internal note goes on the earlier call's ticket (`ExistingRecord::external_id`).
+//! 1. read the ticket's comments, `GET /api/v2/tickets/{id}/comments?sort_order=desc` (pages
+//!    followed by `next_page` or `links.next`); a comment carrying this handoff's marker
+//!    `dialnexa-key: <idempotency key>` means an earlier attempt already added it: `deduplicated`;
+//! 2. otherwise `PUT /api/v2/tickets/{id}` with `{"ticket":{"comment":{"body","public":false}}}`
+//!    (200 with the ticket and the audit whose `Comment` event is the new comment): "Repeat
+//!    contact", the new call's summary, reason, next step, triage and links, and the marker.
+//!
+//! Zendesk's idempotency key covers ticket creation only, so the marker is the guard here; the
+//! comment list is read directly (no search lag). External id and URL stay the ticket's;
+//! evidence `{"updated": true, "ticket_id", "comment_id", "repeat_of_call", "marker"}`. A ticket
+//! that no longer exists (404) and a closed ticket (422) are non-retryable errors.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::connector::{AttemptLog, Connector, Delivered, DeliveryError, Exchange, HandoffRequest, Outcome, excerpt, redact_url, send};
+use crate::connector::{
+    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, excerpt, redact_url, scrub_outcome, send,
+    update_marker,
+};
 use crate::kind::IntegrationKind;
 use crate::payload::HandoffPayload;
 
@@ -250,6 +268,152 @@ impl Zendesk {
     }
 }
 
+impl Zendesk {
+    /// The error of an update's exchange: a 404 means the ticket is gone, a 422 that it takes no
+    /// more comments (closed, or at Zendesk's 5,000-comment limit).
+    fn update_error(&self, ex: &Exchange, what: &str, id: &str) -> DeliveryError {
+        let mut e = self.error(ex, what);
+        let detail = self.scrub(&zendesk_messages(ex));
+        match ex.status {
+            404 => {
+                e.retryable = false;
+                e.message = format!("{what}: the Zendesk ticket {id} no longer exists, or the agent cannot see it (404): nothing was added to it");
+            }
+            422 => e.message = format!("{what}: Zendesk refused the comment on ticket {id} (422; a closed ticket takes no comments): {detail}"),
+            409 => {
+                // Another update of the ticket at the same moment: ask again shortly.
+                e.retryable = true;
+                e.message = format!("{what}: ticket {id} was being updated by someone else (409): retry");
+            }
+            _ => {}
+        }
+        e
+    }
+
+    /// A comment of ticket `id` carrying `marker`: its id (or "" when it has none).
+    async fn find_comment(&self, id: &str, marker: &str, log: &mut Vec<AttemptLog>) -> Result<Option<String>, DeliveryError> {
+        const PAGES: usize = 20;
+        let first = format!("{}/tickets/{id}/comments", self.api);
+        let Ok(mut url) = reqwest::Url::parse(&first) else {
+            return Err(DeliveryError::fatal("Zendesk: the API address is not a URL: check subdomain/site/base_url"));
+        };
+        url.query_pairs_mut().append_pair("sort_order", "desc").append_pair("per_page", "100");
+        for _ in 0..PAGES {
+            let shown = format!("GET {}", redact_url(url.as_str()));
+            let ex = self.exchange(self.client.get(url.clone()), shown, log, "Zendesk comment list").await?;
+            if !ex.ok() {
+                return Err(self.update_error(&ex, "Zendesk comment list", id));
+            }
+            let page = ex.json().unwrap_or(Value::Null);
+            let Some(comments) = page["comments"].as_array() else {
+                return Err(DeliveryError {
+                    status: Some(ex.status),
+                    ..DeliveryError::fatal("Zendesk comment list answered without a comments list: check subdomain/site/base_url")
+                });
+            };
+            let carries = |c: &Value| ["body", "plain_body", "html_body"].iter().any(|k| contains_text(&c[*k], marker));
+            if let Some(c) = comments.iter().find(|c| carries(c)) {
+                return Ok(Some(id_text(&c["id"]).unwrap_or_default()));
+            }
+            // Offset pages (`next_page`) or cursor pages (`meta.has_more` + `links.next`).
+            let next = page["next_page"].as_str().or_else(|| page["meta"]["has_more"].as_bool().unwrap_or(false).then(|| page["links"]["next"].as_str()).flatten());
+            // The next page's query on our own API address: a `base_url` proxy gets Zendesk's
+            // host in `next_page`, and credentials never go to a host the answer names.
+            match next.and_then(|n| reqwest::Url::parse(n).ok()).and_then(|n| n.query().map(str::to_owned)) {
+                Some(q) if !comments.is_empty() => url.set_query(Some(&q)),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// An internal note on the earlier call's ticket, once.
+    async fn add_comment(&self, req: &HandoffRequest, existing: &ExistingRecord, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
+        let Some(id) = ticket_id(existing) else {
+            return Err(DeliveryError::fatal(format!(
+                "Zendesk update: the record of call {} has no ticket id to comment on",
+                existing.call_id.chars().take(80).collect::<String>()
+            )));
+        };
+        let marker = update_marker(&req.idempotency_key);
+        if let Some(found) = self.find_comment(&id, &marker, log).await? {
+            return Ok(self.updated(&id, existing, &found, &marker, true));
+        }
+        let url = format!("{}/tickets/{id}", self.api);
+        let body = json!({ "ticket": { "comment": { "body": update_comment(&req.payload, existing, &marker), "public": false } } });
+        let ex = self.exchange(self.client.put(&url).json(&body), format!("PUT {}", redact_url(&url)), log, "Zendesk add comment").await?;
+        if !ex.ok() {
+            return Err(self.update_error(&ex, "Zendesk add comment", &id));
+        }
+        // The new comment is the audit's `Comment` event. Added, even if it is missing.
+        let v = ex.json().unwrap_or(Value::Null);
+        let comment_id = v["audit"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["type"].as_str() == Some("Comment"))
+            .and_then(|e| id_text(&e["id"]))
+            .unwrap_or_default();
+        Ok(self.updated(&id, existing, &comment_id, &marker, false))
+    }
+
+    fn updated(&self, id: &str, existing: &ExistingRecord, comment_id: &str, marker: &str, deduplicated: bool) -> Delivered {
+        let mut evidence = json!({
+            "updated": true,
+            "ticket_id": id,
+            "comment_id": (!comment_id.is_empty()).then_some(comment_id),
+            "public": false,
+            "repeat_of_call": existing.call_id,
+            "marker": marker,
+        });
+        if deduplicated {
+            evidence["found_by"] = json!("marker");
+        }
+        Delivered {
+            external_id: Some(if existing.external_id.trim().is_empty() { id.to_owned() } else { existing.external_id.trim().to_owned() }),
+            external_url: existing.external_url.clone().filter(|u| !u.trim().is_empty()).or_else(|| Some(format!("{}/agent/tickets/{id}", self.site))),
+            evidence,
+            deduplicated,
+        }
+    }
+}
+
+/// The ticket an update comments on: its numeric id.
+fn ticket_id(existing: &ExistingRecord) -> Option<String> {
+    let from_evidence = id_text(&existing.evidence["ticket_id"]);
+    [Some(existing.external_id.trim().to_owned()), from_evidence]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim().to_owned())
+        .find(|s| !s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// An id given as a number or a string.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The internal note a repeat contact adds to the earlier call's ticket, in plain text.
+pub fn update_comment(p: &HandoffPayload, existing: &ExistingRecord, marker: &str) -> String {
+    let new_call = if p.call_id.trim().is_empty() { "A new call".to_owned() } else { format!("Call {}", p.call_id.trim()) };
+    let earlier = if existing.call_id.trim().is_empty() { "the earlier call".to_owned() } else { format!("call {}", existing.call_id.trim()) };
+    let mut out = vec![format!("Repeat contact: {new_call} is about the same issue as {earlier}, which created this ticket.")];
+    if !p.summary.trim().is_empty() {
+        out.push(cut(&p.summary, 4000));
+    }
+    out.push(triage(p).join("\n"));
+    let links = links(p);
+    if !links.is_empty() {
+        out.push(format!("Links:\n{}", links.join("\n")));
+    }
+    out.push(format!("DialNexa call {} · {marker}", p.call_id));
+    out.join("\n\n")
+}
+
 /// Zendesk's error bodies (`{"error","description","details"}`, or text) as one line.
 fn zendesk_messages(ex: &Exchange) -> String {
     let Some(v) = ex.json() else {
@@ -348,22 +512,8 @@ pub fn ticket(p: &HandoffPayload) -> Value {
     t
 }
 
-/// The comment: summary first, then triage and links, in plain text.
-pub fn comment(p: &HandoffPayload) -> String {
-    let mut out = Vec::new();
-    if !p.summary.trim().is_empty() {
-        out.push(cut(&p.summary, 4000));
-    }
-    let mut facts = Vec::new();
-    for (label, value) in [("Symptom", &p.symptom), ("Expected", &p.expected), ("Actual", &p.actual), ("Steps", &p.steps), ("Impact", &p.impact)] {
-        if let Some(v) = present(value) {
-            facts.push(format!("{label}: {}", cut(v, 2000)));
-        }
-    }
-    if !facts.is_empty() {
-        out.push(facts.join("\n"));
-    }
-
+/// Urgency, category, owner, reason, next step, caller and affected record, one per line.
+fn triage(p: &HandoffPayload) -> Vec<String> {
     let mut triage = Vec::new();
     let mut urgency = if p.urgency.trim().is_empty() { "unspecified".to_owned() } else { p.urgency.trim().to_owned() };
     if let Some(s) = present(&p.severity) {
@@ -386,7 +536,47 @@ pub fn comment(p: &HandoffPayload) -> String {
     if let Some(a) = present(&p.affected) {
         triage.push(format!("Affected: {a}"));
     }
-    out.push(triage.join("\n"));
+    triage
+}
+
+/// Links to the call's evidence, one `- label: url` line each.
+fn links(p: &HandoffPayload) -> Vec<String> {
+    let mut links = Vec::new();
+    if !p.links.call.trim().is_empty() {
+        links.push(format!("- Call detail: {}", p.links.call.trim()));
+    }
+    if !p.links.transcript.trim().is_empty() {
+        links.push(format!("- Transcript: {}", p.links.transcript.trim()));
+    }
+    if let Some(r) = present(&p.links.recording) {
+        links.push(format!("- Recording: {r}"));
+    }
+    for (name, url) in &p.links.evidence {
+        links.push(format!("- {}: {}", name.trim(), url.trim()));
+    }
+    for url in p.urls.iter().filter(|u| !u.trim().is_empty()).take(10) {
+        links.push(format!("- Mentioned by the caller: {}", url.trim()));
+    }
+    links
+}
+
+/// The comment: summary first, then triage and links, in plain text.
+pub fn comment(p: &HandoffPayload) -> String {
+    let mut out = Vec::new();
+    if !p.summary.trim().is_empty() {
+        out.push(cut(&p.summary, 4000));
+    }
+    let mut facts = Vec::new();
+    for (label, value) in [("Symptom", &p.symptom), ("Expected", &p.expected), ("Actual", &p.actual), ("Steps", &p.steps), ("Impact", &p.impact)] {
+        if let Some(v) = present(value) {
+            facts.push(format!("{label}: {}", cut(v, 2000)));
+        }
+    }
+    if !facts.is_empty() {
+        out.push(facts.join("\n"));
+    }
+
+    out.push(triage(p).join("\n"));
 
     let details: Vec<String> = p
         .fields
@@ -405,22 +595,7 @@ pub fn comment(p: &HandoffPayload) -> String {
         out.push(format!("Details:\n{}", details.join("\n")));
     }
 
-    let mut links = Vec::new();
-    if !p.links.call.trim().is_empty() {
-        links.push(format!("- Call detail: {}", p.links.call.trim()));
-    }
-    if !p.links.transcript.trim().is_empty() {
-        links.push(format!("- Transcript: {}", p.links.transcript.trim()));
-    }
-    if let Some(r) = present(&p.links.recording) {
-        links.push(format!("- Recording: {r}"));
-    }
-    for (name, url) in &p.links.evidence {
-        links.push(format!("- {}: {}", name.trim(), url.trim()));
-    }
-    for url in p.urls.iter().filter(|u| !u.trim().is_empty()).take(10) {
-        links.push(format!("- Mentioned by the caller: {}", url.trim()));
-    }
+    let links = links(p);
     if !links.is_empty() {
         out.push(format!("Links:\n{}", links.join("\n")));
     }
@@ -436,14 +611,17 @@ impl Connector for Zendesk {
     fn actions(&self) -> &'static [&'static str] {
         ACTIONS
     }
+    fn updates(&self, action: &str) -> bool {
+        action == "create_ticket"
+    }
     async fn deliver(&self, req: &HandoffRequest) -> Outcome {
         let mut log = Vec::new();
-        let result = match req.action.as_str() {
-            "create_ticket" => self.create_ticket(req, &mut log).await,
-            other => Err(DeliveryError::fatal(format!("zendesk has no action '{}' (expected create_ticket)", other.chars().take(60).collect::<String>()))),
+        let result = match (req.action.as_str(), &req.update) {
+            ("create_ticket", Some(existing)) => self.add_comment(req, existing, &mut log).await,
+            ("create_ticket", None) => self.create_ticket(req, &mut log).await,
+            (other, _) => Err(DeliveryError::fatal(format!("zendesk has no action '{}' (expected create_ticket)", other.chars().take(60).collect::<String>()))),
         };
-        let result = result.map_err(|e| DeliveryError { message: self.scrub(&e.message), ..e });
-        Outcome { result, log }
+        scrub_outcome(Outcome { result, log }, |t| self.scrub(t))
     }
 }
 

@@ -1,8 +1,11 @@
 //! `GET /v1/calls/export`: every call a filter selects, one row each, streamed in keyset
 //! pages through a small channel so memory stays flat however many calls there are.
+//!
+//! The status line is sent before the rows are read, so a failure after it cannot become an
+//! error status: the body stream then ends with an error, hyper aborts the response (no final
+//! zero-length chunk) and the client sees an incomplete body, never a clean but short file.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -18,8 +21,19 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryPairs;
 use crate::state::AppState;
 
-/// Rows fetched per page.
-pub const PAGE_ROWS: u32 = 2000;
+/// What the producer hands the body stream.
+enum Piece {
+    Rows(Bytes),
+    /// Every row was sent.
+    End,
+    /// The export failed; the body must not end cleanly.
+    Failed,
+}
+
+/// The body's error when the export did not finish.
+fn incomplete() -> std::io::Error {
+    std::io::Error::other("the export failed before its end; the download is incomplete")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -173,37 +187,48 @@ pub async fn export(State(state): State<AppState>, q: QueryPairs) -> ApiResult<R
     };
     let filter = parse_filter(&q)?;
     let fields = if format == Format::Csv { field_columns(state.store.as_ref(), &filter).await? } else { vec![] };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let page_rows = state.config.export_page_rows.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(4);
     let store = state.store.clone();
     tokio::spawn(async move {
-        if format == Format::Csv && tx.send(Bytes::from(csv_header(&fields))).await.is_err() {
+        if format == Format::Csv && tx.send(Piece::Rows(Bytes::from(csv_header(&fields)))).await.is_err() {
             return;
         }
         let mut cursor: Option<CallCursor> = None;
         loop {
-            let rows = match store.list_calls(&filter, cursor.as_ref(), PAGE_ROWS).await {
+            let rows = match store.list_calls(&filter, cursor.as_ref(), page_rows).await {
                 Ok(rows) => rows,
                 Err(e) => {
-                    // The body ends early; the client sees a truncated download, never a lie.
-                    tracing::error!(error = %e, "export stopped");
+                    tracing::error!(error = %e, "export failed mid-stream; aborting the response");
+                    let _ = tx.send(Piece::Failed).await;
                     return;
                 }
             };
-            let Some(last) = rows.last() else { return };
+            let Some(last) = rows.last() else { break };
             cursor = Some(CallCursor { created_at_ms: last.created_at.as_millisecond(), call_id: last.call_id.to_string() });
             let chunk = match format {
                 Format::Csv => csv_rows(&rows, &fields),
                 Format::Jsonl => jsonl_rows(&rows),
             };
-            if tx.send(Bytes::from(chunk)).await.is_err() {
+            if tx.send(Piece::Rows(Bytes::from(chunk))).await.is_err() {
                 return; // client went away
             }
-            if rows.len() < PAGE_ROWS as usize {
-                return;
+            if rows.len() < page_rows as usize {
+                break;
             }
         }
+        let _ = tx.send(Piece::End).await;
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    // Rows until `End`; `Failed`, or a producer that vanished without `End` (a panic), is an
+    // error item, which makes hyper abort the response instead of ending it.
+    let stream = futures_util::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Piece::Rows(bytes)) => Some((Ok(bytes), Some(rx))),
+            Some(Piece::End) => None,
+            Some(Piece::Failed) | None => Some((Err(incomplete()), None)),
+        }
+    });
     let (content_type, ext) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Jsonl => ("application/x-ndjson", "jsonl"),

@@ -24,6 +24,12 @@ pub struct AttemptOut {
     /// The HTTP exchanges (request line without secrets, status, latency, response excerpt).
     #[schema(value_type = Vec<Object>)]
     pub exchanges: Value,
+    /// A rate limit: counted against the rate-limit budget, not the attempts meant for errors.
+    pub rate_limited: bool,
+    /// The `Retry-After` the destination asked for, in ms.
+    pub retry_after_ms: Option<u64>,
+    /// What was done about it, e.g. "Retry-After 86400 s capped at 3600 s".
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -65,6 +71,9 @@ pub async fn handoff_out(state: &AppState, h: HandoffRecord) -> ApiResult<Handof
             error: a.error,
             latency_ms: a.latency_ms,
             exchanges: a.exchanges,
+            rate_limited: a.rate_limited,
+            retry_after_ms: a.retry_after_ms,
+            note: a.note,
         })
         .collect();
     Ok(HandoffOut {
@@ -143,22 +152,36 @@ pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> A
     Ok(Json(handoff_out(&state, h).await?))
 }
 
-/// Send a failed, dead or retrying handoff again now.
-#[utoipa::path(post, path = "/v1/handoffs/{handoff_id}/retry", tag = "handoffs", responses((status = 202, body = HandoffOut), (status = 404), (status = 409, description = "handoff_not_retryable")))]
+/// Send a failed, dead or retrying handoff again now. A handoff has at most one work item:
+/// a retry of one whose attempt is queued brings that attempt forward; one being delivered
+/// right now is refused (409 `handoff_in_progress`).
+#[utoipa::path(post, path = "/v1/handoffs/{handoff_id}/retry", tag = "handoffs", responses((status = 202, body = HandoffOut), (status = 404),
+    (status = 409, description = "handoff_not_retryable, or handoff_in_progress while an attempt is running")))]
 pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<HandoffOut>)> {
     let h = load(&state, &id).await?;
     let work = crate::handoffs::resend_work(&state, &h, false);
     let h = state
         .store
-        .requeue_handoff(&h.handoff_id, &["failed", "dead", "retrying"], &work, "retry requested through the API", jiff::Timestamp::now())
+        .requeue_handoff(&h.handoff_id, &["failed", "dead", "retrying"], &work, "retry requested through the API", state.clock.now())
         .await
         .map_err(|e| match e {
             StoreError::Conflict(why) => {
                 ApiError::new(StatusCode::CONFLICT, "handoff_not_retryable", format!("{why}: only failed, dead or retrying handoffs can be retried"))
             }
+            StoreError::InProgress(why) => ApiError::new(StatusCode::CONFLICT, "handoff_in_progress", format!("{why}; its outcome decides what comes next")),
             other => other.into(),
         })?;
     Ok((StatusCode::ACCEPTED, Json(handoff_out(&state, h).await?)))
+}
+
+/// `created_at ms.id` keyset cursors of the review queue and follow-ups.
+fn keyset(q: &QueryPairs) -> ApiResult<Option<(i64, String)>> {
+    q.get("cursor")
+        .map(|c| {
+            let (ms, id) = c.split_once('.').ok_or_else(invalid_cursor)?;
+            Ok::<_, ApiError>((ms.parse::<i64>().map_err(|_| invalid_cursor())?, id.to_owned()))
+        })
+        .transpose()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -194,16 +217,20 @@ impl From<ReviewItemRecord> for ReviewItemOut {
     }
 }
 
-#[utoipa::path(get, path = "/v1/review-items", tag = "handoffs", params(("status" = Option<String>, Query, description = "open, approved or rejected"), ("call_id" = Option<String>, Query)),
-    responses((status = 200, description = "{review_items, next_cursor}")))]
+#[utoipa::path(get, path = "/v1/review-items", tag = "handoffs",
+    params(("status" = Option<String>, Query, description = "open, approved or rejected"), ("call_id" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{review_items, next_cursor}, oldest first")))]
 pub async fn list_reviews(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Value>> {
-    q.only(&["status", "call_id", "limit"])?;
+    q.only(&["status", "call_id", "limit", "cursor"])?;
     let status =
         q.parsed("status", |v| if ["open", "approved", "rejected"].contains(&v) { Ok(v.to_owned()) } else { Err("open, approved or rejected".into()) })?;
     let call_id = q.parsed("call_id", |v| CallId::parse(v).map_err(|e| e.to_string()))?;
-    let rows = state.store.list_reviews(status.as_deref(), call_id.as_ref(), q.limit()?).await?;
+    let limit = q.limit()?;
+    let rows = state.store.list_reviews(status.as_deref(), call_id.as_ref(), keyset(&q)?.as_ref(), limit + 1).await?;
+    let (rows, more) = split_page(rows, limit);
+    let next = more.then(|| rows.last().map(|r| format!("{}.{}", r.created_at.as_millisecond(), r.review_id))).flatten();
     let out: Vec<ReviewItemOut> = rows.into_iter().map(ReviewItemOut::from).collect();
-    Ok(Json(page("review_items", &out, None)))
+    Ok(Json(page("review_items", &out, next)))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -216,13 +243,15 @@ async fn decide(state: &AppState, id: &str, approve: bool, note: Option<String>,
     if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::field("note", "at most 2000 characters"));
     }
-    let items = state.store.list_reviews(None, None, 10_000).await?;
-    let item = items.into_iter().find(|r| r.review_id == id).ok_or_else(|| ApiError::not_found("review item"))?;
+    let item = state.store.get_review(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("review item"),
+        other => other.into(),
+    })?;
     let work = match (&item.handoff_id, approve) {
         (Some(h), true) => Some(crate::handoffs::resend_work(state, &load(state, h).await?, true)),
         _ => None,
     };
-    let r = state.store.decide_review(id, approve, note.as_deref(), &caller.key_id, work.as_ref(), jiff::Timestamp::now()).await.map_err(|e| match e {
+    let r = state.store.decide_review(id, approve, note.as_deref(), &caller.key_id, work.as_ref(), state.clock.now()).await.map_err(|e| match e {
         StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "conflict", why),
         StoreError::NotFound => ApiError::not_found("review item"),
         other => other.into(),
@@ -281,19 +310,23 @@ impl From<FollowUpRecord> for FollowUpOut {
     }
 }
 
-#[utoipa::path(get, path = "/v1/follow-ups", tag = "handoffs", params(("kind" = Option<String>, Query, description = "callback or promise"), ("status" = Option<String>, Query, description = "open or done")),
-    responses((status = 200, description = "{follow_ups, next_cursor}")))]
+#[utoipa::path(get, path = "/v1/follow-ups", tag = "handoffs",
+    params(("kind" = Option<String>, Query, description = "callback or promise"), ("status" = Option<String>, Query, description = "open or done"), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{follow_ups, next_cursor}, oldest first")))]
 pub async fn list_follow_ups(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Value>> {
-    q.only(&["kind", "status", "limit"])?;
+    q.only(&["kind", "status", "limit", "cursor"])?;
     let kind = q.parsed("kind", |v| if ["callback", "promise"].contains(&v) { Ok(v.to_owned()) } else { Err("callback or promise".into()) })?;
     let status = q.parsed("status", |v| if ["open", "done"].contains(&v) { Ok(v.to_owned()) } else { Err("open or done".into()) })?;
-    let rows = state.store.list_follow_ups(kind.as_deref(), status.as_deref(), q.limit()?).await?;
+    let limit = q.limit()?;
+    let rows = state.store.list_follow_ups(kind.as_deref(), status.as_deref(), keyset(&q)?.as_ref(), limit + 1).await?;
+    let (rows, more) = split_page(rows, limit);
+    let next = more.then(|| rows.last().map(|f| format!("{}.{}", f.created_at.as_millisecond(), f.follow_up_id))).flatten();
     let out: Vec<FollowUpOut> = rows.into_iter().map(FollowUpOut::from).collect();
-    Ok(Json(page("follow_ups", &out, None)))
+    Ok(Json(page("follow_ups", &out, next)))
 }
 
 /// Mark a callback or promise done. A kept promise closes the loop: the owner is told and
-/// the integrating system hears of it.
+/// the integrating system hears of it, planned in the same transaction as the completion.
 #[utoipa::path(post, path = "/v1/follow-ups/{follow_up_id}/complete", tag = "handoffs", request_body = DecisionIn, responses((status = 200, body = FollowUpOut), (status = 404), (status = 409)))]
 pub async fn complete_follow_up(
     State(state): State<AppState>,
@@ -301,15 +334,20 @@ pub async fn complete_follow_up(
     OptionalJson(body): OptionalJson<DecisionIn>,
 ) -> ApiResult<Json<FollowUpOut>> {
     let note = body.and_then(|b| b.note);
-    let now = jiff::Timestamp::now();
-    let f = state.store.complete_follow_up(&id, note.as_deref(), now).await.map_err(|e| match e {
+    if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+        return Err(ApiError::field("note", "at most 2000 characters"));
+    }
+    let not_found = |e: StoreError| match e {
         StoreError::NotFound => ApiError::not_found("follow-up"),
         StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "conflict", why),
         other => other.into(),
-    })?;
-    if f.kind == "promise" {
-        crate::handoffs::close_promise(&state, &f, now).await?;
+    };
+    let f = state.store.get_follow_up(&id).await.map_err(not_found)?;
+    if f.status != "open" {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("the follow-up is already {}", f.status)));
     }
+    let plan = if f.kind == "promise" { crate::handoffs::close_promise_plan(&state, &f, note.as_deref()).await? } else { Default::default() };
+    let f = state.store.complete_follow_up(&id, note.as_deref(), &plan, state.clock.now()).await.map_err(not_found)?;
     Ok(Json(f.into()))
 }
 

@@ -14,16 +14,19 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "the database does not answer")))]
+/// The database answers, and the background workers run where they should.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "the database does not answer, or this node's workers are not running")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": state.store.backend().as_str() }))),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": state.store.backend().as_str() })))
-        }
+    let database = state.store.backend().as_str();
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": database, "reason": "the database does not answer" })));
     }
+    if let Some(problem) = state.workers.problem(crate::worker::stale_after(&state.config)) {
+        tracing::warn!(reason = %problem, "readiness check failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": database, "reason": problem })));
+    }
+    (StatusCode::OK, Json(json!({ "status": "ready", "database": database, "worker_restarts": state.workers.restarts() })))
 }
 
 /// Prometheus text exposition.

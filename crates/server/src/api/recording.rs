@@ -1,12 +1,17 @@
 //! `GET /v1/calls/{call_id}/recording`: the WAV, with `Range` for players that seek.
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryPairs;
 use crate::state::AppState;
+
+/// Bytes read from the file per piece of the answer.
+const CHUNK: usize = 64 * 1024;
 
 /// Parse one `bytes=` range against a length: (start, end inclusive).
 pub fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
@@ -46,19 +51,13 @@ pub async fn recording(State(state): State<AppState>, Path(call_id): Path<String
     let Some(blob) = blob.filter(|_| rec.status == "available") else {
         return Err(ApiError::not_found(&format!("recording (it is {}{})", rec.status, rec.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())));
     };
-    let bytes = crate::blobs::BlobStore::new(&state.config.data_dir).get(blob).await.map_err(|e| {
+    let (mut file, len) = crate::blobs::BlobStore::new(&state.config.data_dir).open(blob).await.map_err(|e| {
         tracing::error!(call_id, error = %e, "recording blob unreadable");
         ApiError::internal()
     })?;
-    let len = bytes.len() as u64;
-    let mut resp = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let (status, start, end) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(r) => match parse_range(r, len) {
-            Some((start, end)) => {
-                let mut resp = (StatusCode::PARTIAL_CONTENT, bytes[start as usize..=end as usize].to_vec()).into_response();
-                resp.headers_mut()
-                    .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).map_err(|_| ApiError::internal())?);
-                resp
-            }
+            Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
             None => {
                 let mut resp =
                     ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", format!("the recording has {len} bytes")).into_response();
@@ -66,8 +65,29 @@ pub async fn recording(State(state): State<AppState>, Path(call_id): Path<String
                 return Ok(resp);
             }
         },
-        None => bytes.into_response(),
+        None => (StatusCode::OK, 0, len.saturating_sub(1)),
     };
+    // Only the bytes asked for are read, a piece at a time, as the client takes them.
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| {
+            tracing::error!(call_id, error = %e, "recording blob unreadable");
+            ApiError::internal()
+        })?;
+    }
+    let body = Body::from_stream(futures_util::stream::try_unfold((file.take(count), vec![0u8; CHUNK]), |(mut r, mut buf)| async move {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        let piece = axum::body::Bytes::copy_from_slice(&buf[..n]);
+        Ok(Some((piece, (r, buf))))
+    }));
+    let mut resp = (status, body).into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).map_err(|_| ApiError::internal())?);
+    }
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
     resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     Ok(resp)

@@ -9,6 +9,13 @@
 //!   `=`/`in`, `AND`, `ORDER BY`), `fields` (default `id` only), `maxResults`, `nextPageToken`,
 //!   `isLast`, no `total`.
 //! - the retired `GET|POST /rest/api/3/search` → 410.
+//! - comments (Jira's REST v3 reference; integrations.md §4 does not list them):
+//!   `POST /rest/api/3/issue/{issueIdOrKey}/comment` `{"body": <ADF>}` → 201 with the comment
+//!   (`{id,self,author,body,created,updated,jsdPublic}`); a body that is not ADF → 400 (with the
+//!   ADF switch), an empty one → 400. `GET /rest/api/3/issue/{issueIdOrKey}/comment?startAt=
+//!   &maxResults=&orderBy=[+|-]created` → `{startAt,maxResults,total,comments}`. An unknown (or
+//!   deleted, [`FakeJira::delete_issue`]) issue → 404. Every comment received is stored
+//!   ([`FakeJira::comments`]): the fake never de-duplicates.
 //!
 //! Switches ([`JiraSwitches`]) for the [unverified] points: ADF required, search lag (a new
 //! issue is invisible to the first N searches), the accepted auth forms.
@@ -58,30 +65,52 @@ pub struct JiraIssue {
     /// Every field as sent.
     pub fields: Value,
     pub created: String,
+    /// Every comment added to it, in order.
+    pub comments: Vec<JiraComment>,
     /// Searches it stays invisible to (the lag switch).
     hidden_for: u32,
+}
+
+/// A comment as the fake holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JiraComment {
+    pub id: String,
+    /// The body as sent (ADF).
+    pub body: Value,
+    pub created: String,
+}
+
+impl JiraComment {
+    /// Every text node (and link) of the body, joined by newlines.
+    pub fn text(&self) -> String {
+        adf_text(&self.body)
+    }
+}
+
+fn adf_text(doc: &Value) -> String {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        if let Some(t) = v["text"].as_str() {
+            out.push(t.to_owned());
+        }
+        if let Some(href) = v["attrs"]["href"].as_str() {
+            out.push(href.to_owned());
+        }
+        for c in v["content"].as_array().into_iter().flatten().chain(v["marks"].as_array().into_iter().flatten()) {
+            walk(c, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, &mut out);
+    if let Some(s) = doc.as_str() {
+        out.push(s.to_owned());
+    }
+    out.join("\n")
 }
 
 impl JiraIssue {
     /// Every text node of the description, joined by newlines.
     pub fn description_text(&self) -> String {
-        fn walk(v: &Value, out: &mut Vec<String>) {
-            if let Some(t) = v["text"].as_str() {
-                out.push(t.to_owned());
-            }
-            if let Some(href) = v["attrs"]["href"].as_str() {
-                out.push(href.to_owned());
-            }
-            for c in v["content"].as_array().into_iter().flatten().chain(v["marks"].as_array().into_iter().flatten()) {
-                walk(c, out);
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.description, &mut out);
-        if let Some(s) = self.description.as_str() {
-            out.push(s.to_owned());
-        }
-        out.join("\n")
+        adf_text(&self.description)
     }
 }
 
@@ -96,6 +125,7 @@ struct Inner {
     issue_types: Vec<(String, String)>,
     issues: Vec<JiraIssue>,
     next_id: u64,
+    next_comment_id: u64,
     searches: u64,
     switches: JiraSwitches,
     base_url: String,
@@ -186,6 +216,7 @@ impl FakeJira {
             issue_types: [("10001", "Task"), ("10002", "Bug"), ("10003", "Story"), ("10004", "Incident")].map(|(i, n)| (i.to_owned(), n.to_owned())).to_vec(),
             issues: Vec::new(),
             next_id: 10000,
+            next_comment_id: 10100,
             searches: 0,
             switches: JiraSwitches::default(),
             base_url: String::new(),
@@ -193,6 +224,7 @@ impl FakeJira {
         let router = Router::new()
             .route("/rest/api/3/issue", post(create_issue))
             .route("/rest/api/3/issue/{key}", get(get_issue))
+            .route("/rest/api/3/issue/{key}/comment", get(list_comments).post(add_comment))
             .route("/rest/api/3/search/jql", get(search).post(search))
             .route("/rest/api/3/search", any(retired_search))
             .with_state(state.clone());
@@ -232,6 +264,16 @@ impl FakeJira {
     pub fn searches(&self) -> u64 {
         lock(&self.state).searches
     }
+
+    /// The comments of an issue (by key or id), in order; empty for an unknown issue.
+    pub fn comments(&self, key: &str) -> Vec<JiraComment> {
+        lock(&self.state).issues.iter().find(|i| i.key == key || i.id == key).map(|i| i.comments.clone()).unwrap_or_default()
+    }
+
+    /// Delete an issue (by key or id), as someone in Jira would: it answers 404 afterwards.
+    pub fn delete_issue(&self, key: &str) {
+        lock(&self.state).issues.retain(|i| i.key != key && i.id != key);
+    }
 }
 
 fn authorized(st: &Inner, headers: &HeaderMap) -> bool {
@@ -263,6 +305,7 @@ fn insert_issue(st: &mut Inner, project: &str, issue_type: &str, fields: Value, 
         description: fields.get("description").cloned().unwrap_or(Value::Null),
         fields,
         created: jiff::Timestamp::now().to_string(),
+        comments: Vec::new(),
         hidden_for,
     };
     st.issues.push(issue.clone());
@@ -428,6 +471,78 @@ async fn get_issue(State(state): State<Shared>, headers: HeaderMap, Path(key): P
         Some(i) => json_response(200, issue_json(&st.base_url, i, &["*all".to_owned()])),
         None => errors(404, &["Issue does not exist or you do not have permission to see it."], json!({})),
     }
+}
+
+fn no_issue() -> Response {
+    errors(404, &["Issue does not exist or you do not have permission to see it."], json!({}))
+}
+
+fn comment_json(base: &str, issue: &JiraIssue, c: &JiraComment, email: &str) -> Value {
+    let author = json!({ "accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "DialNexa bot", "emailAddress": email, "active": true });
+    json!({
+        "self": format!("{base}/rest/api/3/issue/{}/comment/{}", issue.id, c.id),
+        "id": c.id,
+        "author": author,
+        "body": c.body,
+        "updateAuthor": author,
+        "created": c.created,
+        "updated": c.created,
+        "jsdPublic": true,
+    })
+}
+
+async fn add_comment(State(state): State<Shared>, headers: HeaderMap, Path(key): Path<String>, body: String) -> Response {
+    let mut st = lock(&state);
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    if !headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json")) {
+        return errors(415, &["Unsupported Media Type"], json!({}));
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return errors(400, &["Unexpected character: was expecting a JSON value"], json!({}));
+    };
+    if !st.issues.iter().any(|i| i.key == key || i.id == key) {
+        return no_issue();
+    }
+    let text = &v["body"];
+    let empty = match text {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        doc => adf_text(doc).trim().is_empty(),
+    };
+    if empty {
+        return errors(400, &[], json!({ "comment": "Comment body can not be empty!" }));
+    }
+    if st.switches.adf_required && !adf_valid(text) {
+        return errors(400, &[], json!({ "comment": "Operation value must be an Atlassian Document (see the Atlassian Document Format)" }));
+    }
+    st.next_comment_id += 1;
+    let comment = JiraComment { id: st.next_comment_id.to_string(), body: text.clone(), created: jiff::Timestamp::now().to_string() };
+    let (base, email) = (st.base_url.clone(), st.email.clone());
+    let Some(issue) = st.issues.iter_mut().find(|i| i.key == key || i.id == key) else { return no_issue() };
+    issue.comments.push(comment.clone());
+    let answer = comment_json(&base, issue, &comment, &email);
+    json_response(201, answer)
+}
+
+async fn list_comments(State(state): State<Shared>, headers: HeaderMap, Path(key): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let st = lock(&state);
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let Some(issue) = st.issues.iter().find(|i| i.key == key || i.id == key) else { return no_issue() };
+    let param = |name: &str| query.as_deref().unwrap_or("").split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| percent_decode(v));
+    let start: usize = param("startAt").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let max: usize = param("maxResults").and_then(|v| v.parse().ok()).unwrap_or(100).clamp(1, 5000);
+    let mut all: Vec<&JiraComment> = issue.comments.iter().collect();
+    match param("orderBy").as_deref().map(str::trim) {
+        None | Some("" | "created" | "+created") => {}
+        Some("-created") => all.reverse(),
+        Some(other) => return errors(400, &[format!("The orderBy value '{other}' is not supported.").as_str()], json!({})),
+    }
+    let page: Vec<Value> = all.iter().skip(start).take(max).map(|c| comment_json(&st.base_url, issue, c, &st.email)).collect();
+    json_response(200, json!({ "startAt": start, "maxResults": max, "total": all.len(), "comments": page }))
 }
 
 async fn retired_search(State(state): State<Shared>, headers: HeaderMap) -> Response {

@@ -6,6 +6,17 @@
 //!   bearer token, JSON or form body; logic errors are HTTP 200 `{"ok":false,"error":…}`
 //!   (`not_authed`, `invalid_auth`, `channel_not_found`, `not_in_channel`, `is_archived`,
 //!   `no_text`, `msg_too_long`, `invalid_blocks`); success `{"ok":true,"channel","ts","message"}`.
+//!   With `thread_ts` the message is a reply in that message's thread (a reply's `ts` threads on
+//!   its parent); a `thread_ts` that names no message of the channel answers `thread_not_found`
+//!   [unverified: Slack's reference does not say].
+//! - `GET|POST /conversations.replies?channel=&ts=&limit=&cursor=` (Slack's reference;
+//!   integrations.md §3 does not list it): the parent then its replies, oldest first,
+//!   `{"ok":true,"messages":[…],"has_more","response_metadata":{"next_cursor"}}`; a `ts` that
+//!   names no message (or a deleted one, [`FakeSlack::delete_message`]) → `thread_not_found`;
+//!   without the history scope (switch `history_scope`) → `missing_scope`.
+//!
+//! Every message received is stored ([`FakeSlack::messages`], replies included, and
+//! [`FakeSlack::replies`] per thread): the fake never de-duplicates.
 //!
 //! Both share one [`Control`]: a 429 fault answers `{"ok":false,"error":"ratelimited"}` on the
 //! API host and `rate_limited` as text on the webhook host, each with `Retry-After`.
@@ -14,10 +25,10 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{Control, bearer, json_response, percent_decode, serve};
@@ -35,11 +46,14 @@ pub struct SlackSwitches {
     pub webhook_no_text: bool,
     /// An unknown or revoked webhook answers 404 `no_service` (true) or 403 `invalid_token` (false).
     pub unknown_webhook_no_service: bool,
+    /// The bot token has `channels:history`/`groups:history`, so `conversations.replies` works
+    /// (true), or it answers `missing_scope` (false).
+    pub history_scope: bool,
 }
 
 impl Default for SlackSwitches {
     fn default() -> Self {
-        SlackSwitches { webhook_no_text: true, unknown_webhook_no_service: true }
+        SlackSwitches { webhook_no_text: true, unknown_webhook_no_service: true, history_scope: true }
     }
 }
 
@@ -61,6 +75,8 @@ pub struct SlackMessage {
     pub text: String,
     pub blocks: Value,
     pub ts: String,
+    /// The parent's `ts` when the message is a reply in a thread.
+    pub thread_ts: Option<String>,
     /// The whole request body.
     pub body: Value,
 }
@@ -83,6 +99,8 @@ struct Inner {
     channels: Vec<SlackChannel>,
     webhooks: Vec<Webhook>,
     messages: Vec<SlackMessage>,
+    /// `(channel, ts)` of deleted messages (they stay in `messages`, as received).
+    deleted: Vec<(String, String)>,
     next_ts: u64,
     switches: SlackSwitches,
     /// `{"ok":false,"error":…}` answers queued for the next chat.postMessage calls.
@@ -185,11 +203,15 @@ impl FakeSlack {
             ],
             webhooks: vec![Webhook { path: webhook_path.clone(), channel: ONCALL.into(), revoked: false }],
             messages: Vec::new(),
+            deleted: Vec::new(),
             next_ts: 1_700_000_000_000_100,
             switches: SlackSwitches::default(),
             api_errors: Default::default(),
         }));
-        let api = Router::new().route("/api/chat.postMessage", post(post_message)).with_state(state.clone());
+        let api = Router::new()
+            .route("/api/chat.postMessage", post(post_message))
+            .route("/api/conversations.replies", get(replies).post(replies))
+            .with_state(state.clone());
         let hooks = Router::new().route("/services/{*rest}", post(webhook)).with_state(state.clone());
         let api_root = serve(api, control.clone(), api_error_body).await;
         let hooks_url = serve(hooks, control.clone(), hooks_error_body).await;
@@ -233,6 +255,16 @@ impl FakeSlack {
         for w in lock(&self.state).webhooks.iter_mut() {
             w.revoked = true;
         }
+    }
+
+    /// The replies in the thread of `ts` (not the parent), in order.
+    pub fn replies(&self, ts: &str) -> Vec<SlackMessage> {
+        lock(&self.state).messages.iter().filter(|m| m.thread_ts.as_deref() == Some(ts)).cloned().collect()
+    }
+
+    /// Delete a message, as someone in Slack would: its thread is gone (`thread_not_found`).
+    pub fn delete_message(&self, channel: &str, ts: &str) {
+        lock(&self.state).deleted.push((channel.to_owned(), ts.to_owned()));
     }
 
     /// Make the next chat.postMessage answer HTTP 200 `{"ok":false,"error":code}` (e.g. `ratelimited`).
@@ -290,6 +322,7 @@ async fn webhook(State(state): State<Shared>, Path(rest): Path<String>, headers:
         text: parsed["text"].as_str().unwrap_or_default().to_owned(),
         blocks: parsed.get("blocks").cloned().unwrap_or(Value::Null),
         ts,
+        thread_ts: None,
         body: parsed,
     });
     text_response(200, "ok")
@@ -345,6 +378,13 @@ async fn post_message(State(state): State<Shared>, headers: HeaderMap, body: Str
     {
         return ok_false("invalid_blocks");
     }
+    let thread_ts = match parsed["thread_ts"].as_str().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => match parent_of(&st, &channel.id, t) {
+            Some(parent) => Some(parent),
+            None => return ok_false("thread_not_found"),
+        },
+    };
     let ts = next_ts(&mut st);
     let text = parsed["text"].as_str().unwrap_or_default().to_owned();
     let blocks = parsed.get("blocks").cloned().unwrap_or(Value::Null);
@@ -354,15 +394,77 @@ async fn post_message(State(state): State<Shared>, headers: HeaderMap, body: Str
         text: text.clone(),
         blocks: blocks.clone(),
         ts: ts.clone(),
+        thread_ts: thread_ts.clone(),
         body: parsed,
     });
-    json_response(
-        200,
-        json!({
-            "ok": true,
-            "channel": channel.id,
-            "ts": ts,
-            "message": { "type": "message", "subtype": "bot_message", "text": text, "user": "U0DIALNEXA", "bot_id": "B0DIALNEXA", "ts": ts, "blocks": blocks },
-        }),
-    )
+    let mut message = json!({ "type": "message", "subtype": "bot_message", "text": text, "user": "U0DIALNEXA", "bot_id": "B0DIALNEXA", "ts": ts, "blocks": blocks });
+    if let Some(t) = &thread_ts {
+        message["thread_ts"] = json!(t);
+    }
+    json_response(200, json!({ "ok": true, "channel": channel.id, "ts": ts, "message": message }))
+}
+
+/// The thread a `ts` of `channel` belongs to (its parent's ts), if the message exists.
+fn parent_of(st: &Inner, channel: &str, ts: &str) -> Option<String> {
+    let deleted = |ts: &str| st.deleted.iter().any(|(c, t)| c == channel && t == ts);
+    let m = st.messages.iter().find(|m| m.channel == channel && m.ts == ts && !deleted(ts))?;
+    let parent = m.thread_ts.clone().unwrap_or_else(|| m.ts.clone());
+    (!deleted(&parent)).then_some(parent)
+}
+
+fn message_json(m: &SlackMessage) -> Value {
+    let mut v = json!({ "type": "message", "text": m.text, "ts": m.ts, "blocks": m.blocks });
+    if m.via == "webhook" {
+        v["subtype"] = json!("bot_message");
+        v["bot_id"] = json!("B0WEBHOOK");
+    } else {
+        v["user"] = json!("U0DIALNEXA");
+        v["bot_id"] = json!("B0DIALNEXA");
+    }
+    if let Some(t) = &m.thread_ts {
+        v["thread_ts"] = json!(t);
+        v["parent_user_id"] = json!("U0DIALNEXA");
+    }
+    v
+}
+
+async fn replies(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): RawQuery, body: String) -> Response {
+    let st = lock(&state);
+    // Arguments in the query string, or a form body.
+    let mut args: Vec<(String, String)> = Vec::new();
+    for part in query.as_deref().unwrap_or("").split('&').chain(body.split('&')) {
+        if let Some((k, v)) = part.split_once('=') {
+            args.push((percent_decode(k), percent_decode(v)));
+        }
+    }
+    let arg = |name: &str| args.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty());
+    match bearer(&headers).or_else(|| arg("token")) {
+        None => return ok_false("not_authed"),
+        Some(t) if t != st.bot_token => return ok_false("invalid_auth"),
+        Some(_) => {}
+    }
+    if !st.switches.history_scope {
+        return json_response(200, json!({ "ok": false, "error": "missing_scope", "needed": "channels:history,groups:history", "provided": "chat:write" }));
+    }
+    let Some(wanted) = arg("channel") else { return ok_false("channel_not_found") };
+    let Some(channel) = st.channels.iter().find(|c| c.id == wanted).cloned() else {
+        return ok_false("channel_not_found");
+    };
+    if !channel.bot_member {
+        return ok_false("not_in_channel");
+    }
+    let Some(ts) = arg("ts") else { return ok_false("thread_not_found") };
+    let Some(parent) = parent_of(&st, &channel.id, &ts) else { return ok_false("thread_not_found") };
+    let deleted = |ts: &str| st.deleted.iter().any(|(c, t)| *c == channel.id && t == ts);
+    let thread: Vec<&SlackMessage> = st
+        .messages
+        .iter()
+        .filter(|m| m.channel == channel.id && !deleted(&m.ts) && (m.ts == parent || m.thread_ts.as_deref() == Some(parent.as_str())))
+        .collect();
+    let limit: usize = arg("limit").and_then(|l| l.parse().ok()).unwrap_or(1000).clamp(1, 1000);
+    let start: usize = arg("cursor").and_then(|c| c.strip_prefix("offset:").and_then(|n| n.parse().ok())).unwrap_or(0);
+    let page: Vec<Value> = thread.iter().skip(start).take(limit).map(|m| message_json(m)).collect();
+    let has_more = start + limit < thread.len();
+    let next = if has_more { format!("offset:{}", start + limit) } else { String::new() };
+    json_response(200, json!({ "ok": true, "messages": page, "has_more": has_more, "response_metadata": { "next_cursor": next } }))
 }

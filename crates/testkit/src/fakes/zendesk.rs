@@ -8,6 +8,16 @@
 //! - `GET /api/v2/tickets(.json)?external_id=` lists the matches (`{"tickets":[…],…}`);
 //!   `GET /api/v2/tickets/{id}(.json)`.
 //! - `GET /api/v2/search(.json)?query=type:ticket …` → `{"results":[…],"count",…}`.
+//! - comments (Zendesk's Tickets and Ticket Comments reference; integrations.md §5 does not list
+//!   them): `PUT /api/v2/tickets/{id}(.json)` `{"ticket":{"comment":{"body"|"html_body","public"?},
+//!   "status"?,"priority"?,"tags"?}}` → 200 `{"ticket","audit":{"events":[{"type":"Comment","id",…}]}}`
+//!   (`public` defaults to true, as in Zendesk); an unknown or deleted ticket → 404
+//!   `RecordNotFound`; a closed ticket → 422 `RecordInvalid` ("Status: closed prevents ticket
+//!   update"); a blank comment → 422. `GET /api/v2/tickets/{id}/comments(.json)` lists them,
+//!   the ticket's first comment included: offset pages (`page`, `per_page` ≤ 100, `next_page`),
+//!   or cursor pages with `page[size]` (`meta.has_more`, `links.next`), `sort_order=asc|desc`.
+//!   Every comment received is stored ([`FakeZendesk::comments`]): the fake never de-duplicates.
+//!   Idempotency keys apply to ticket creation only.
 //! - Injected faults answer Zendesk's bodies: 429 as text (with `Retry-After` from the fault
 //!   layer), other errors as `{"error","description"}`.
 //!
@@ -98,6 +108,16 @@ pub struct ZendeskTicket {
     hidden_for: u32,
 }
 
+/// A ticket comment as the fake holds it (the ticket's first comment included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZendeskComment {
+    pub id: u64,
+    pub ticket_id: u64,
+    pub body: String,
+    pub public: bool,
+    pub created_at: String,
+}
+
 struct Stored {
     body: Value,
     at: Instant,
@@ -109,6 +129,8 @@ struct Inner {
     email: String,
     api_token: String,
     tickets: Vec<ZendeskTicket>,
+    comments: Vec<ZendeskComment>,
+    next_comment_id: u64,
     users: Vec<Requester>,
     keys: HashMap<String, Stored>,
     next_id: u64,
@@ -157,6 +179,8 @@ impl FakeZendesk {
             email: email.clone(),
             api_token: api_token.clone(),
             tickets: Vec::new(),
+            comments: Vec::new(),
+            next_comment_id: 5000,
             users: Vec::new(),
             keys: HashMap::new(),
             next_id: 100,
@@ -166,7 +190,9 @@ impl FakeZendesk {
         let router = Router::new()
             .route("/api/v2/tickets", get(list_tickets).post(create_ticket))
             .route("/api/v2/tickets.json", get(list_tickets).post(create_ticket))
-            .route("/api/v2/tickets/{id}", get(show_ticket))
+            .route("/api/v2/tickets/{id}", get(show_ticket).put(update_ticket))
+            .route("/api/v2/tickets/{id}/comments", get(list_comments))
+            .route("/api/v2/tickets/{id}/comments.json", get(list_comments))
             .route("/api/v2/search", get(search))
             .route("/api/v2/search.json", get(search))
             .with_state(state.clone());
@@ -190,6 +216,25 @@ impl FakeZendesk {
         let mut st = lock(&self.state);
         let raw = json!({ "subject": subject, "comment": { "body": "seeded" }, "external_id": external_id });
         insert_ticket(&mut st, &raw, None, 0).id
+    }
+
+    /// The comments of a ticket, in order (its first comment included).
+    pub fn comments(&self, ticket_id: u64) -> Vec<ZendeskComment> {
+        lock(&self.state).comments.iter().filter(|c| c.ticket_id == ticket_id).cloned().collect()
+    }
+
+    /// Delete a ticket, as an agent would: it answers 404 afterwards.
+    pub fn delete_ticket(&self, ticket_id: u64) {
+        let mut st = lock(&self.state);
+        st.tickets.retain(|t| t.id != ticket_id);
+        st.comments.retain(|c| c.ticket_id != ticket_id);
+    }
+
+    /// Close a ticket: it takes no more comments (422).
+    pub fn close_ticket(&self, ticket_id: u64) {
+        for t in lock(&self.state).tickets.iter_mut().filter(|t| t.id == ticket_id) {
+            t.status = "closed".into();
+        }
     }
 
     /// Forget every idempotency key (as after their 2 h).
@@ -266,7 +311,32 @@ fn insert_ticket(st: &mut Inner, raw: &Value, key: Option<String>, hidden_for: u
         hidden_for,
     };
     st.tickets.push(ticket.clone());
+    let first = ticket.comment_body.clone();
+    push_comment(st, id, first, ticket.comment_public);
     ticket
+}
+
+fn push_comment(st: &mut Inner, ticket_id: u64, body: String, public: bool) -> ZendeskComment {
+    st.next_comment_id += 1;
+    let c = ZendeskComment { id: st.next_comment_id, ticket_id, body, public, created_at: jiff::Timestamp::now().to_string() };
+    st.comments.push(c.clone());
+    c
+}
+
+fn comment_json(c: &ZendeskComment) -> Value {
+    json!({
+        "id": c.id,
+        "type": "Comment",
+        "author_id": 1,
+        "body": c.body,
+        "html_body": format!("<div class=\"zd-comment\"><p>{}</p></div>", c.body.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")),
+        "plain_body": c.body,
+        "public": c.public,
+        "attachments": [],
+        "audit_id": c.id * 10,
+        "via": { "channel": "api" },
+        "created_at": c.created_at,
+    })
 }
 
 fn record_invalid(details: Value) -> Response {
@@ -454,6 +524,109 @@ async fn show_ticket(State(state): State<Shared>, headers: HeaderMap, Path(id): 
         Some(t) => json_response(200, json!({ "ticket": ticket_json(&st.base_url, t) })),
         None => error_json(404, "RecordNotFound", "Not found"),
     }
+}
+
+async fn update_ticket(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
+    let mut st = lock(&state);
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let Ok(parsed) = serde_json::from_str::<Value>(&body) else {
+        return error_json(400, "InvalidJSON", "The request body is not valid JSON");
+    };
+    let id: Option<u64> = id.trim_end_matches(".json").parse().ok();
+    let Some(index) = st.tickets.iter().position(|t| Some(t.id) == id) else {
+        return error_json(404, "RecordNotFound", "Not found");
+    };
+    let Some(t) = parsed.get("ticket").filter(|t| t.is_object()) else {
+        return error_json(400, "InvalidEndpoint", "The request must contain a ticket object");
+    };
+    if st.tickets[index].status == "closed" {
+        return record_invalid(json!({ "status": [{ "description": "Status: closed prevents ticket update", "error": "InvalidValue" }] }));
+    }
+    let comment = match t.get("comment").filter(|c| !c.is_null()) {
+        None => None,
+        Some(c) => match c["body"].as_str().or_else(|| c["html_body"].as_str()).filter(|b| !b.trim().is_empty()) {
+            Some(b) => Some((b.to_owned(), c["public"].as_bool().unwrap_or(true))),
+            None => {
+                let (_, v) = blank("comment", "Comment");
+                return record_invalid(json!({ "comment": v }));
+            }
+        },
+    };
+    if let Some(p) = t.get("priority").filter(|p| !p.is_null())
+        && !p.as_str().is_some_and(|p| ["low", "normal", "high", "urgent"].contains(&p))
+    {
+        return record_invalid(json!({ "priority": [{ "description": "Priority: is not valid", "error": "InvalidValue" }] }));
+    }
+    let ticket_id = st.tickets[index].id;
+    {
+        let ticket = &mut st.tickets[index];
+        if let Some(status) = t["status"].as_str() {
+            ticket.status = status.to_owned();
+        }
+        if let Some(p) = t["priority"].as_str() {
+            ticket.priority = Some(p.to_owned());
+        }
+        if let Some(tags) = t["tags"].as_array() {
+            ticket.tags = tags.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        }
+    }
+    let mut events = Vec::new();
+    if let Some((body, public)) = comment {
+        let c = push_comment(&mut st, ticket_id, body, public);
+        events.push(json!({ "id": c.id, "type": "Comment", "author_id": 1, "body": c.body, "public": c.public, "attachments": [], "audit_id": c.id * 10 }));
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let base = st.base_url.clone();
+    let mut ticket = ticket_json(&base, &st.tickets[index]);
+    ticket["updated_at"] = json!(now);
+    json_response(200, json!({ "ticket": ticket, "audit": { "id": ticket_id * 1000 + st.next_comment_id, "ticket_id": ticket_id, "created_at": now, "author_id": 1, "events": events } }))
+}
+
+async fn list_comments(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let st = lock(&state);
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let id: Option<u64> = id.trim_end_matches(".json").parse().ok();
+    let Some(ticket) = st.tickets.iter().find(|t| Some(t.id) == id) else {
+        return error_json(404, "RecordNotFound", "Not found");
+    };
+    let params = query_params(&query);
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut all: Vec<&ZendeskComment> = st.comments.iter().filter(|c| c.ticket_id == ticket.id).collect();
+    match param("sort_order").as_deref() {
+        None | Some("asc") => {}
+        Some("desc") => all.reverse(),
+        Some(_) => return error_json(400, "InvalidPaginationParameter", "sort_order must be asc or desc"),
+    }
+    let url = format!("{}/api/v2/tickets/{}/comments.json", st.base_url, ticket.id);
+    if let Some(size) = param("page[size]") {
+        // Cursor pages: the cursor is the offset.
+        let size: usize = size.parse().unwrap_or(100).clamp(1, 100);
+        let start: usize = param("page[after]").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let page: Vec<Value> = all.iter().skip(start).take(size).map(|c| comment_json(c)).collect();
+        let has_more = start + size < all.len();
+        let after = (start + size).to_string();
+        let sort = param("sort_order").map(|s| format!("&sort_order={s}")).unwrap_or_default();
+        return json_response(
+            200,
+            json!({
+                "comments": page,
+                "meta": { "has_more": has_more, "after_cursor": has_more.then_some(&after), "before_cursor": (start > 0).then(|| start.to_string()) },
+                "links": { "next": has_more.then(|| format!("{url}?page%5Bsize%5D={size}&page%5Bafter%5D={after}{sort}")), "prev": null },
+            }),
+        );
+    }
+    let per_page: usize = param("per_page").and_then(|v| v.parse().ok()).unwrap_or(100).clamp(1, 100);
+    let page_no: usize = param("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let start = (page_no - 1) * per_page;
+    let page: Vec<Value> = all.iter().skip(start).take(per_page).map(|c| comment_json(c)).collect();
+    let sort = param("sort_order").map(|s| format!("&sort_order={s}")).unwrap_or_default();
+    let next = (start + per_page < all.len()).then(|| format!("{url}?page={}&per_page={per_page}{sort}", page_no + 1));
+    let prev = (page_no > 1).then(|| format!("{url}?page={}&per_page={per_page}{sort}", page_no - 1));
+    json_response(200, json!({ "comments": page, "next_page": next, "previous_page": prev, "count": all.len() }))
 }
 
 async fn search(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {

@@ -10,9 +10,11 @@
 
 pub mod agent;
 pub mod cache;
+pub mod recording;
 pub mod vad;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 
 pub use agent::{AgentEvent, FlowAgent, LiveAgent, LlmAgent};
 pub use cache::AudioCache;
+pub use recording::{RecordedTracks, write_mixes};
 pub use vad::{Vad, VadConfig, VadEvent};
 
 use crate::speech::{Asr, CALL_RATE, SpeechError, Tts};
@@ -37,6 +40,8 @@ pub enum Inbound {
     Hangup,
     /// The API ended the call.
     Terminate,
+    /// The caller's side broke the media protocol (what it did): the call ends `error_protocol`.
+    ProtocolError(String),
 }
 
 /// What the call sends to the caller's side.
@@ -57,6 +62,16 @@ pub struct LiveConfig {
     pub voice: Option<String>,
     /// Caller speech this long over the agent stops the agent.
     pub barge_in_ms: u64,
+    /// Caller audio more than this far ahead of the wall clock (counted from the start of the
+    /// call) ends the call (`error_protocol`). 0: no bound.
+    pub audio_ahead_ms: u64,
+    /// The longest caller utterance: past it the turn is ended there (a forced end of turn)
+    /// and transcribed; the caller's further speech is the next utterance. 0: no bound.
+    pub max_utterance_ms: u64,
+    /// Write the recording's two tracks to files in this directory as the call goes
+    /// (`LiveOutcome::recording`); without it they are kept in memory
+    /// (`LiveOutcome::caller_audio`, `agent_audio`).
+    pub record_to: Option<PathBuf>,
 }
 
 impl Default for LiveConfig {
@@ -69,6 +84,9 @@ impl Default for LiveConfig {
             language: Some("en".into()),
             voice: None,
             barge_in_ms: 200,
+            audio_ahead_ms: 2_000,
+            max_utterance_ms: 30_000,
+            record_to: None,
         }
     }
 }
@@ -82,9 +100,11 @@ pub struct LiveOutcome {
     pub disconnection_reason: Option<DisconnectionReason>,
     pub transfer: Option<TransferInfo>,
     pub duration_ms: u64,
-    /// Both parties on one clock, 16 kHz.
+    /// Both parties on one clock, 16 kHz (in memory: without `LiveConfig::record_to`).
     pub caller_audio: Vec<i16>,
     pub agent_audio: Vec<i16>,
+    /// With `LiveConfig::record_to`: the two track files, or why they could not be written.
+    pub recording: Option<Result<RecordedTracks, String>>,
     pub cache_hits: u64,
     pub cache_misses: u64,
     /// Caller's end of speech → first agent audio, per agent turn that answered the caller.
@@ -126,6 +146,7 @@ struct Engine {
     out: mpsc::Sender<Outbound>,
     start: Instant,
     o: LiveOutcome,
+    rec: recording::Recorder,
     queue: VecDeque<i16>,
     speeches: VecDeque<Speech>,
     turn: Option<AgentTurn>,
@@ -219,6 +240,14 @@ impl Engine {
         self.speeches.push_back(Speech { rx, done: false, samples: 0 });
     }
 
+    /// The caller's utterance reached its bound: it is ended there.
+    fn forced_end_of_turn(&mut self, max_ms: u64) {
+        self.event(
+            "forced_end_of_turn",
+            format!("the caller spoke {:.1} s without a pause: the turn was ended there and transcribed; what follows is the next turn", max_ms as f64 / 1000.0),
+        );
+    }
+
     fn agent_busy(&self) -> bool {
         !self.queue.is_empty() || !self.speeches.is_empty()
     }
@@ -279,8 +308,8 @@ impl Engine {
             t.spoken_samples += n;
             t.ended_ms = now;
         }
-        let pos = (self.start.elapsed().as_millis() as usize) * 16;
-        place(&mut self.o.agent_audio, pos, &frame);
+        let pos = (self.start.elapsed().as_millis() as u64) * 16;
+        self.rec.agent.place(pos, &frame);
         let _ = self.out.send(Outbound::Audio(frame)).await;
     }
 
@@ -336,21 +365,25 @@ impl Engine {
     }
 }
 
+/// A caller utterance's text: (its start, its end of speech, the result).
+type Transcribed = (u64, u64, Result<String, SpeechError>);
+
+/// Send one caller utterance to ASR; the result comes back over `tx`.
+fn transcribe(asr: &Arc<dyn Asr>, language: &Option<String>, tx: &mpsc::Sender<Transcribed>, audio: Vec<i16>, started: u64, end_of_speech: u64) {
+    let asr = asr.clone();
+    let lang = language.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let r = asr.transcribe(&audio, CALL_RATE, lang.as_deref()).await;
+        let _ = tx.send((started, end_of_speech, r)).await;
+    });
+}
+
 /// The next event of the agent's reply in progress (never, when there is none).
 async fn next_event(rx: &mut Option<mpsc::Receiver<AgentEvent>>) -> Option<AgentEvent> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Write `frame` into `track` at `pos`, mixing over what is there.
-fn place(track: &mut Vec<i16>, pos: usize, frame: &[i16]) {
-    if track.len() < pos + frame.len() {
-        track.resize(pos + frame.len(), 0);
-    }
-    for (i, s) in frame.iter().enumerate() {
-        track[pos + i] = track[pos + i].saturating_add(*s);
     }
 }
 
@@ -375,6 +408,7 @@ pub async fn run_call(
         out,
         start: Instant::now(),
         o: LiveOutcome::default(),
+        rec: recording::Recorder::new(cfg.record_to.as_deref()),
         queue: VecDeque::new(),
         speeches: VecDeque::new(),
         turn: None,
@@ -387,8 +421,11 @@ pub async fn run_call(
     let mut barge_voiced_ms = 0u64;
     let mut last_activity = 0u64;
     let mut reprompted = false;
-    let (asr_tx, mut asr_rx) = mpsc::channel::<(u64, u64, Result<String, SpeechError>)>(4);
+    let (asr_tx, mut asr_rx) = mpsc::channel::<Transcribed>(4);
     let mut asr_pending = 0usize;
+    // Caller audio received so far, and the bound of one utterance, in samples.
+    let mut caller_samples = 0u64;
+    let cap = usize::try_from(cfg.max_utterance_ms.saturating_mul(16)).unwrap_or(usize::MAX);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
 
@@ -438,11 +475,25 @@ pub async fn run_call(
                 let frame = match msg {
                     Some(Inbound::Audio(f)) => f,
                     Some(Inbound::Terminate) => break 'call DisconnectionReason::TerminatedByApi,
+                    Some(Inbound::ProtocolError(what)) => {
+                        e.o.error = Some(what.clone());
+                        e.event("protocol_error", format!("the caller's side broke the media protocol: {what}; the call was ended"));
+                        break 'call DisconnectionReason::ErrorProtocol;
+                    }
                     Some(Inbound::Hangup) | None => break 'call DisconnectionReason::UserHangup,
                 };
                 let now = e.now();
-                let pos = (now as usize * 16).saturating_sub(frame.len()).max(e.o.caller_audio.len());
-                place(&mut e.o.caller_audio, pos, &frame);
+                // Audio is captured in real time: a caller far ahead of the clock is not a person talking.
+                caller_samples += frame.len() as u64;
+                let audio_ms = caller_samples / 16;
+                if cfg.audio_ahead_ms > 0 && audio_ms > now + cfg.audio_ahead_ms {
+                    let what = format!("{audio_ms} ms of caller audio arrived in the first {now} ms of the call, more than {} ms ahead of real time", cfg.audio_ahead_ms);
+                    e.o.error = Some(what.clone());
+                    e.event("protocol_error", format!("the caller's side broke the media protocol: {what}; the call was ended"));
+                    break 'call DisconnectionReason::ErrorProtocol;
+                }
+                let pos = (now * 16).saturating_sub(frame.len() as u64).max(e.rec.caller.len());
+                e.rec.caller.place(pos, &frame);
                 for s in &frame {
                     if pre_roll.len() == PRE_ROLL {
                         pre_roll.pop_front();
@@ -476,20 +527,35 @@ pub async fn run_call(
                         }
                         VadEvent::TurnEnded => {
                             let end_of_speech = now.saturating_sub(cfg.vad.end_of_turn_ms);
-                            let audio = std::mem::take(&mut utterance);
+                            let mut audio = std::mem::take(&mut utterance);
+                            // One big frame may carry an utterance past its bound: the bound still holds.
+                            while cap > 0 && audio.len() > cap {
+                                let rest = audio.split_off(cap);
+                                let cut = speech_started_ms + cfg.max_utterance_ms;
+                                e.forced_end_of_turn(cfg.max_utterance_ms);
+                                transcribe(&e.asr, &cfg.language, &asr_tx, std::mem::replace(&mut audio, rest), speech_started_ms, cut.min(end_of_speech));
+                                asr_pending += 1;
+                                speech_started_ms = cut.min(end_of_speech);
+                            }
                             e.answer_detected = Some(Instant::now());
-                            let asr = e.asr.clone();
-                            let lang = cfg.language.clone();
-                            let tx = asr_tx.clone();
-                            let started = speech_started_ms;
                             asr_pending += 1;
-                            tokio::spawn(async move {
-                                let r = asr.transcribe(&audio, CALL_RATE, lang.as_deref()).await;
-                                let _ = tx.send((started, end_of_speech, r)).await;
-                            });
+                            transcribe(&e.asr, &cfg.language, &asr_tx, audio, speech_started_ms, end_of_speech);
                             last_activity = now;
                         }
                     }
+                }
+                // A forced end of turn: the caller is still talking, but one utterance is at
+                // most `max_utterance_ms`; it goes to ASR now and what follows is the next one.
+                while cap > 0 && vad.speaking() && utterance.len() >= cap {
+                    let rest = utterance.split_off(cap);
+                    let audio = std::mem::replace(&mut utterance, rest);
+                    let end_of_speech = now.saturating_sub(utterance.len() as u64 / 16);
+                    e.forced_end_of_turn(cfg.max_utterance_ms);
+                    e.answer_detected = Some(Instant::now());
+                    asr_pending += 1;
+                    transcribe(&e.asr, &cfg.language, &asr_tx, audio, speech_started_ms, end_of_speech);
+                    speech_started_ms = end_of_speech;
+                    last_activity = now;
                 }
             }
             Some((started, end_of_speech, result)) = asr_rx.recv() => {
@@ -552,8 +618,13 @@ pub async fn run_call(
     e.o.disconnection_reason = Some(reason);
     e.event("call_ended", format!("the call ended: {reason}"));
     e.send(json!({ "type": "call_ended", "reason": reason.as_str() })).await;
-    let len = e.o.caller_audio.len().max(e.o.agent_audio.len());
-    e.o.caller_audio.resize(len, 0);
-    e.o.agent_audio.resize(len, 0);
+    let rec = std::mem::replace(&mut e.rec, recording::Recorder::new(None));
+    match rec.finish() {
+        recording::Recorded::Memory { caller, agent } => {
+            e.o.caller_audio = caller;
+            e.o.agent_audio = agent;
+        }
+        recording::Recorded::Files(r) => e.o.recording = Some(r),
+    }
     e.o
 }
