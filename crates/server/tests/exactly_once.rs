@@ -213,3 +213,35 @@ async fn a_repeat_is_added_to_the_existing_ticket_and_a_new_incident_gets_its_ow
     let comments = zd.comments(ticket);
     assert!(comments.iter().any(|c| c.body.contains(&again)), "the repeat is on the ticket: {comments:?}");
 }
+
+#[tokio::test]
+async fn a_ticket_waits_for_enrichment_only_so_long_then_goes_without_it_and_says_so() {
+    use dialnexa_testkit::fakes::opengraph_io::{self, FakeOpengraphIo};
+    let app = app_with(Backend::Sqlite, |c| c.handoff_enrichment_wait_ms = 20_000).await;
+    let zd = FakeZendesk::start().await;
+    let og = FakeOpengraphIo::start().await;
+    app.post("/v1/integrations", &json!({ "kind": "zendesk", "name": "desk", "config": zendesk_config(&zd) })).await;
+    let r = app.post("/v1/integrations", &json!({ "kind": "opengraph_io", "name": "og", "config": { "app_id": opengraph_io::APP_ID, "base_url": og.base_url } })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let agent = app.published_agent("scripted", &common::scripted_agent(&AGENT)).await;
+    // OpenGraph.io is down for good: its enrichment keeps retrying.
+    og.control.down(Fault::Status(503));
+    let call_id = place(
+        &app,
+        &agent,
+        &["Hal Jordan from Globex, hal@globex.example", "our checkout page https://shop.globex.example/checkout is down with 503 errors since 2pm", "thanks"],
+    )
+    .await;
+    app.run_pending_work().await;
+    assert_eq!(handoff(&app, &call_id, "create_ticket").await["status"], "planned", "evidence first");
+    app.run_pending_work_at(later(10)).await;
+    assert_eq!(handoff(&app, &call_id, "create_ticket").await["status"], "planned", "still within the wait");
+    assert!(zd.tickets().is_empty());
+    app.run_pending_work_at(later(25)).await;
+    let h = handoff(&app, &call_id, "create_ticket").await;
+    assert_eq!(h["status"], "sent", "{h}");
+    let reason = h["reason"].as_str().unwrap();
+    assert!(reason.contains("sent without the opengraph_io") && reason.contains("after 20 s"), "{reason}");
+    assert_eq!(zd.tickets().len(), 1);
+    assert_ne!(handoff(&app, &call_id, "capture_screenshot").await["status"], "sent");
+}

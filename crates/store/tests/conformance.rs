@@ -28,7 +28,11 @@ on_both!(
     queue_stale_completion_changes_nothing,
     queue_retries_back_off_then_die,
     queue_dedup_and_outbox,
-    analysis_is_written_under_the_lease
+    analysis_is_written_under_the_lease,
+    queue_rescue_races_late_finishers_without_deadlock,
+    follow_up_completion_commits_with_its_plan,
+    review_decisions_and_retries_race_to_one_winner,
+    reviews_and_follow_ups_page_by_keyset
 );
 
 fn t(ms: i64) -> jiff::Timestamp {
@@ -508,4 +512,180 @@ async fn analysis_is_written_under_the_lease(b: Backend) {
 
 fn uuid_like() -> String {
     CallId::generate().to_string().trim_start_matches("call_").to_owned()
+}
+
+/// The rescuer (a claim, on a node whose clock says the lease ran out) and late finishers
+/// (whose clock says it has not) take their locks in one order: no deadlock, and each item
+/// ends one way only.
+async fn queue_rescue_races_late_finishers_without_deadlock(b: Backend) {
+    let (s, _d) = store(b).await;
+    let s = std::sync::Arc::new(s);
+    for round in 0..15 {
+        let kind = format!("race{round}");
+        s.enqueue(&work(4, &kind), t(0)).await.unwrap();
+        let held = s.claim(&[kind.as_str()], "old", 4, LEASE, t(0)).await.unwrap();
+        assert_eq!(held.len(), 4);
+        let mut tasks = vec![];
+        for c in held.clone() {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move { s.complete(&c, t(29_999)).await }));
+        }
+        let rescuer = {
+            let (s, kind) = (s.clone(), kind.clone());
+            tokio::spawn(async move { s.claim(&[kind.as_str()], "new", 4, LEASE, t(30_001)).await })
+        };
+        let done: Vec<Completion> = futures_join(tasks).await;
+        let rescued = rescuer.await.unwrap().expect("no deadlock, no error");
+        for (c, outcome) in held.iter().zip(&done) {
+            let taken = rescued.iter().any(|r| r.id == c.id);
+            match outcome {
+                Completion::Done => assert!(!taken, "finished and taken over: {}", c.id),
+                Completion::Stale => assert!(taken, "neither finished nor rescued: {}", c.id),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Result<Completion>>>) -> Vec<Completion> {
+    let mut out = vec![];
+    for t in tasks {
+        out.push(t.await.unwrap().expect("no deadlock, no error"));
+    }
+    out
+}
+
+fn promise_plan(call_id: &CallId, handoff_ids: [&str; 2]) -> Plan {
+    Plan {
+        handoffs: handoff_ids
+            .iter()
+            .enumerate()
+            .map(|(i, h)| PlannedHandoff {
+                handoff: NewHandoff {
+                    handoff_id: (*h).to_owned(),
+                    call_id: call_id.clone(),
+                    integration_id: format!("int_{i}"),
+                    integration_kind: "webhook".into(),
+                    action: "deliver".into(),
+                    idempotency_key: format!("{call_id}:int_{i}:deliver:promise_kept"),
+                    status: "planned".into(),
+                    reason: "promise kept".into(),
+                    payload: serde_json::json!({}),
+                    phase: 1,
+                    rule_name: None,
+                },
+                review: None,
+                work: Some(NewWork {
+                    kind: "handoff".into(),
+                    payload: serde_json::json!({"handoff_id": h}),
+                    dedup_key: Some(format!("handoff:{call_id}:{i}:promise")),
+                    max_attempts: 3,
+                    run_at: None,
+                }),
+            })
+            .collect(),
+        ..Plan::default()
+    }
+}
+
+/// Completing a promise and planning who is told commit together: a plan that cannot be
+/// written leaves the follow-up open (so a retry can succeed), and a second completion
+/// plans nothing twice.
+async fn follow_up_completion_commits_with_its_plan(b: Backend) {
+    let (s, _d) = store(b).await;
+    let c = call(0, "test", "ended", &AgentId::generate(), 1, "+15550100001");
+    let id = c.row.call_id.clone();
+    s.insert_call(&c, &[], t(0)).await.unwrap();
+    let fu = NewFollowUp { follow_up_id: format!("fu_{}", uuid_like()), kind: "promise".into(), detail: serde_json::json!({"what": "a credit note"}), due_at: None, key: format!("{id}:promise:0") };
+    s.plan_handoffs(&id, &Plan { follow_ups: vec![fu.clone()], ..Plan::default() }, t(0)).await.unwrap();
+    // Two handoffs with one id: the plan fails, and so does the completion.
+    let broken = promise_plan(&id, ["ho_same", "ho_same"]);
+    assert!(s.complete_follow_up(&fu.follow_up_id, Some("sent"), &broken, t(1)).await.is_err());
+    assert_eq!(s.get_follow_up(&fu.follow_up_id).await.unwrap().status, "open", "nothing half done");
+    assert!(s.claim(&["handoff"], "w", 10, LEASE, t(2)).await.unwrap().is_empty(), "no notification without the completion");
+    let good = promise_plan(&id, ["ho_a", "ho_b"]);
+    let f = s.complete_follow_up(&fu.follow_up_id, Some("sent"), &good, t(3)).await.unwrap();
+    assert_eq!((f.status.as_str(), f.detail["completion_note"].as_str()), ("done", Some("sent")));
+    assert!(matches!(s.complete_follow_up(&fu.follow_up_id, None, &promise_plan(&id, ["ho_c", "ho_d"]), t(4)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.claim(&["handoff"], "w", 10, LEASE, t(5)).await.unwrap().len(), 2, "told once each");
+}
+
+/// Two people approving one review item at once, or retrying one handoff at once, from two
+/// connections: one wins, the other is refused, and one work item carries the handoff.
+async fn review_decisions_and_retries_race_to_one_winner(b: Backend) {
+    let (s, _d) = store(b).await;
+    let s = std::sync::Arc::new(s);
+    let c = call(0, "test", "ended", &AgentId::generate(), 1, "+15550100001");
+    let id = c.row.call_id.clone();
+    s.insert_call(&c, &[], t(0)).await.unwrap();
+    let mut plan = promise_plan(&id, ["ho_held", "ho_dead"]);
+    plan.handoffs[0].handoff.status = "held_for_review".into();
+    plan.handoffs[0].work = None;
+    plan.handoffs[0].review = Some(NewReview { review_id: "rev_1".into(), reason: "sensitive_request".into(), detail: "check".into() });
+    s.plan_handoffs(&id, &plan, t(0)).await.unwrap();
+    let resend = |n: usize| NewWork {
+        kind: "handoff".into(),
+        payload: serde_json::json!({"handoff_id": "ho_held"}),
+        dedup_key: Some(format!("handoff:held:{n}")),
+        max_attempts: 3,
+        run_at: None,
+    };
+    let (a, bb) = (s.clone(), s.clone());
+    let (w1, w2) = (resend(1), resend(2));
+    let (r1, r2) = tokio::join!(
+        tokio::spawn(async move { a.decide_review("rev_1", true, None, "ann", Some(&w1), t(1)).await }),
+        tokio::spawn(async move { bb.decide_review("rev_1", true, None, "bob", Some(&w2), t(1)).await })
+    );
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert!(r1.is_ok() != r2.is_ok(), "one decision wins: {r1:?} {r2:?}");
+    assert!(matches!(r1.as_ref().err().or(r2.as_ref().err()), Some(StoreError::Conflict(_))));
+    assert_eq!(s.claim(&["handoff"], "w", 10, LEASE, t(2)).await.unwrap().iter().filter(|c| c.payload["handoff_id"] == "ho_held").count(), 1);
+    // Two retries of a handoff whose item is running race: neither adds an item.
+    assert!(s.claim(&["handoff"], "w", 10, LEASE, t(3)).await.unwrap().is_empty(), "both items are running");
+    let (a, bb) = (s.clone(), s.clone());
+    let (r1, r2) = tokio::join!(
+        tokio::spawn(async move { a.requeue_handoff("ho_dead", &["planned", "failed", "dead"], &resend(3), "retry", t(100_000)).await }),
+        tokio::spawn(async move { bb.requeue_handoff("ho_dead", &["planned", "failed", "dead"], &resend(4), "retry", t(100_000)).await })
+    );
+    let outcomes = [r1.unwrap(), r2.unwrap()];
+    assert!(outcomes.iter().all(|r| r.is_ok() || matches!(r, Err(StoreError::InProgress(_)) | Err(StoreError::Conflict(_)))), "{outcomes:?}");
+    let live = s.claim(&["handoff"], "w", 10, LEASE, t(200_000)).await.unwrap();
+    for h in ["ho_dead", "ho_held"] {
+        assert_eq!(live.iter().filter(|c| c.payload["handoff_id"] == h).count(), 1, "one live item for {h}: {live:?}");
+    }
+}
+
+async fn reviews_and_follow_ups_page_by_keyset(b: Backend) {
+    let (s, _d) = store(b).await;
+    let c = call(0, "test", "ended", &AgentId::generate(), 1, "+15550100001");
+    let id = c.row.call_id.clone();
+    s.insert_call(&c, &[], t(0)).await.unwrap();
+    for i in 0..5 {
+        let fu = NewFollowUp { follow_up_id: format!("fu_{i}"), kind: "callback".into(), detail: serde_json::json!({}), due_at: None, key: format!("{id}:cb:{i}") };
+        // Two share a creation time: the id breaks the tie.
+        s.plan_handoffs(&id, &Plan { follow_ups: vec![fu], ..Plan::default() }, t(i64::from(i / 2))).await.unwrap();
+    }
+    let mut seen = vec![];
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = s.list_follow_ups(Some("callback"), None, after.as_ref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|f| (f.created_at.as_millisecond(), f.follow_up_id.clone()));
+        seen.extend(page.into_iter().map(|f| f.follow_up_id));
+    }
+    assert_eq!(seen, ["fu_0", "fu_1", "fu_2", "fu_3", "fu_4"]);
+    let mut plan = promise_plan(&id, ["ho_r1", "ho_r2"]);
+    for (i, p) in plan.handoffs.iter_mut().enumerate() {
+        p.handoff.status = "held_for_review".into();
+        p.work = None;
+        p.review = Some(NewReview { review_id: format!("rev_{i}"), reason: "sensitive_request".into(), detail: "check".into() });
+    }
+    s.plan_handoffs(&id, &plan, t(10)).await.unwrap();
+    let first = s.list_reviews(Some("open"), None, None, 1).await.unwrap();
+    let after = (first[0].created_at.as_millisecond(), first[0].review_id.clone());
+    let rest = s.list_reviews(Some("open"), None, Some(&after), 10).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (1, 1));
+    assert_ne!(first[0].review_id, rest[0].review_id);
 }
