@@ -231,10 +231,10 @@ fn filter_conditions(f: &CallFilter) -> Conditions {
         c.text("workflow_id = ?", v);
     }
     if let Some(v) = f.started_after {
-        c.int("created_at >= ?", ms(v));
+        c.int("started_at >= ?", ms(v));
     }
     if let Some(v) = f.started_before {
-        c.int("created_at < ?", ms(v));
+        c.int("started_at < ?", ms(v));
     }
     if let Some(v) = &f.category {
         c.text("category = ?", v);

@@ -15,11 +15,7 @@ macro_rules! on_both {
     };
 }
 
-on_both!(
-    every_status_change_follows_the_state_machine,
-    finishing_a_call_is_guarded_and_revokes_its_token,
-    concurrent_endings_have_one_winner
-);
+on_both!(every_status_change_follows_the_state_machine, finishing_a_call_is_guarded_and_revokes_its_token, concurrent_endings_have_one_winner);
 
 fn t(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(1_790_000_000_000 + ms).unwrap()

@@ -32,7 +32,8 @@ on_both!(
     queue_rescue_races_late_finishers_without_deadlock,
     follow_up_completion_commits_with_its_plan,
     review_decisions_and_retries_race_to_one_winner,
-    reviews_and_follow_ups_page_by_keyset
+    reviews_and_follow_ups_page_by_keyset,
+    started_filters_use_the_start_time
 );
 
 fn t(ms: i64) -> jiff::Timestamp {
@@ -688,4 +689,22 @@ async fn reviews_and_follow_ups_page_by_keyset(b: Backend) {
     let rest = s.list_reviews(Some("open"), None, Some(&after), 10).await.unwrap();
     assert_eq!((first.len(), rest.len()), (1, 1));
     assert_ne!(first[0].review_id, rest[0].review_id);
+}
+
+/// `started_after` and `started_before` filter on when the call started, not when its record
+/// was created (a web call is created, then connects later; a call that never started has no
+/// start time and matches neither).
+async fn started_filters_use_the_start_time(b: Backend) {
+    let (s, _d) = store(b).await;
+    let a = AgentId::generate();
+    let mut late = call(0, "web", "ended", &a, 1, "+15550100001");
+    late.row.started_at = Some(t(60_000));
+    let mut never = call(0, "web", "not_connected", &a, 1, "+15550100002");
+    never.row.started_at = None;
+    s.insert_call(&late, &[], t(0)).await.unwrap();
+    s.insert_call(&never, &[], t(0)).await.unwrap();
+    let after = s.list_calls(&CallFilter { started_after: Some(t(30_000)), ..Default::default() }, None, 10).await.unwrap();
+    assert_eq!(after.iter().map(|c| c.call_id.clone()).collect::<Vec<_>>(), vec![late.row.call_id.clone()]);
+    let before = s.list_calls(&CallFilter { started_before: Some(t(30_000)), ..Default::default() }, None, 10).await.unwrap();
+    assert!(before.is_empty(), "{before:?}");
 }

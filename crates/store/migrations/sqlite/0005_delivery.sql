@@ -12,3 +12,5 @@ ALTER TABLE handoff_attempts ADD COLUMN note TEXT;
 CREATE INDEX review_items_status_page ON review_items (status, created_at, review_id);
 CREATE INDEX review_items_created ON review_items (created_at, review_id);
 CREATE INDEX follow_ups_created ON follow_ups (created_at, follow_up_id);
+-- started_after / started_before filter on the start time.
+CREATE INDEX calls_started ON calls (started_at, call_id);
