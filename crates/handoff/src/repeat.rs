@@ -25,13 +25,8 @@ pub struct IssueSignature {
     pub parts: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
-const PARTS: [(&str, &str); 5] = [
-    ("product_area", "product_area"),
-    ("endpoint", "endpoint"),
-    ("error", "error_message"),
-    ("record", "related_object_id"),
-    ("request", "request_category"),
-];
+const PARTS: [(&str, &str); 5] =
+    [("product_area", "product_area"), ("endpoint", "endpoint"), ("error", "error_message"), ("record", "related_object_id"), ("request", "request_category")];
 
 fn text_of(v: &Value) -> Option<String> {
     match v {

@@ -157,7 +157,18 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
     let speech = crate::webcall::speech_from(config)?;
-    Ok(AppState { store, config: Arc::new(config.clone()), metrics: metrics_handle(), engine, worker_id, http, speech, live: Arc::default(), clock: Arc::default(), workers: Arc::default() })
+    Ok(AppState {
+        store,
+        config: Arc::new(config.clone()),
+        metrics: metrics_handle(),
+        engine,
+        worker_id,
+        http,
+        speech,
+        live: Arc::default(),
+        clock: Arc::default(),
+        workers: Arc::default(),
+    })
 }
 
 /// Serve until the shutdown future resolves. Tests pass a listener bound to port 0 and

@@ -13,9 +13,9 @@ use dialnexa_core::analysis::Analysis;
 use dialnexa_core::retry::{RetryDelay, RetrySchedule};
 use dialnexa_handoff::connector::{ExistingRecord, HandoffRequest, Outcome};
 use dialnexa_handoff::delivery::{self, AfterFailure, DeliveryPolicy, Enrichment, Gate};
-use dialnexa_handoff::repeat::{Earlier, Repeat, repeat_of};
 use dialnexa_handoff::payload::{HandoffPayload, Links};
 use dialnexa_handoff::policy::{CallContext, IntegrationView};
+use dialnexa_handoff::repeat::{Earlier, Repeat, repeat_of};
 use dialnexa_handoff::rules::{Rule, parse_rules, recommended};
 use dialnexa_handoff::{IntegrationKind, connectors};
 use dialnexa_store::{
@@ -281,7 +281,8 @@ pub async fn deliver(state: &AppState, item: &Claimed) -> Result<(), StoreError>
         Some(note) => format!("{}; {note}", payload.reason),
         None => payload.reason.clone(),
     };
-    let update = payload.options.get("update_of").and_then(|v| serde_json::from_value::<ExistingRecord>(v.clone()).ok()).filter(|_| connector.updates(&h.action));
+    let update =
+        payload.options.get("update_of").and_then(|v| serde_json::from_value::<ExistingRecord>(v.clone()).ok()).filter(|_| connector.updates(&h.action));
     // Attempts count per handoff, across work items (a manual retry continues the count).
     let attempt_no = h.attempts + 1;
     let req = HandoffRequest {

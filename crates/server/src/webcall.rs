@@ -403,6 +403,15 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
         let out_tx = out_tx.clone();
         tokio::spawn(async move {
             while let Some(msg) = source.next().await {
+                if in_tx.is_closed() {
+                    // The call has ended: read what the browser still sends up to its Close, so
+                    // that the socket closes cleanly (unread data would reset the connection
+                    // and could lose the last events on their way to the browser).
+                    match msg {
+                        Ok(Message::Close(_)) | Err(_) => break,
+                        Ok(_) => continue,
+                    }
+                }
                 match msg {
                     Ok(Message::Binary(b)) if b.len() > MAX_FRAME_BYTES => {
                         let _ = out_tx.send(frame_limit_error()).await;
@@ -418,9 +427,8 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
                             .await;
                     }
                     Ok(Message::Binary(b)) => {
-                        if in_tx.send(Inbound::Audio(pcm_from_bytes(&b))).await.is_err() {
-                            break;
-                        }
+                        // Refused only once the call has ended: then the loop drains (above).
+                        let _ = in_tx.send(Inbound::Audio(pcm_from_bytes(&b))).await;
                     }
                     Ok(Message::Text(t)) => {
                         let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
@@ -487,7 +495,6 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
     drop(in_tx);
     let outcome = run_call(agent, speech.asr.clone(), speech.tts.clone(), speech.cache.clone(), in_rx, out_tx, cfg).await;
     slot.detach();
-    reader.abort();
     let _ = writer.await;
     let bad = bad_frames.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let done = finish(&state, &call_id, started_at, outcome, bad).await;
@@ -495,6 +502,11 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
         tracing::warn!(call_id = %call_id, error = %e, "recording tracks not removed");
     }
     drop(slot);
+    // The browser answers the close; one that does not is cut off.
+    let mut reader = reader;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut reader).await.is_err() {
+        reader.abort();
+    }
     done
 }
 

@@ -86,7 +86,8 @@ impl WorkerHealth {
             return Some("the background workers are not running".into());
         }
         let age = jiff::Timestamp::now().as_millisecond() - self.last_pass_ms.load(Ordering::Relaxed);
-        (age > i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX)).then(|| format!("the background workers have not finished a pass for {} s", age / 1000))
+        (age > i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX))
+            .then(|| format!("the background workers have not finished a pass for {} s", age / 1000))
     }
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
@@ -268,7 +269,9 @@ async fn analyse(state: &AppState, item: &Claimed) -> Result<(), StoreError> {
     let clock = state.clock.as_ref();
     let Some(call_id) = item.payload.get("call_id").and_then(Value::as_str).and_then(|c| CallId::parse(c).ok()) else {
         tracing::error!(item = %item.id, "analysis item without a call id");
-        store.fail(item, &WorkFailure { error: "no call_id in payload".into(), retryable: false, retry_after: None }, &analysis_retry_schedule(), clock.now()).await?;
+        store
+            .fail(item, &WorkFailure { error: "no call_id in payload".into(), retryable: false, retry_after: None }, &analysis_retry_schedule(), clock.now())
+            .await?;
         return Ok(());
     };
     let call = match store.get_call(&call_id).await {

@@ -136,7 +136,12 @@ async fn a_manual_retry_joins_a_queued_attempt_and_is_refused_while_one_runs_pos
 async fn a_one_second_rate_limit_is_retried_after_one_second_and_spends_no_error_attempts() {
     let app = app_with(Backend::Sqlite, |c| c.handoff_max_attempts = 1).await;
     let sl = FakeSlack::start().await;
-    let r = app.post("/v1/integrations", &json!({ "kind": "slack", "name": "oncall", "config": { "bot_token": sl.bot_token, "channel": slack::ONCALL, "base_url": sl.base_url } })).await;
+    let r = app
+        .post(
+            "/v1/integrations",
+            &json!({ "kind": "slack", "name": "oncall", "config": { "bot_token": sl.bot_token, "channel": slack::ONCALL, "base_url": sl.base_url } }),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let agent = app.published_agent("demo", &dialnexa_testkit::demo_agent_config()).await;
     let r = app.post("/v1/calls/test", &json!({ "agent_id": agent, "caller_script": common::sev1_outage() })).await;
@@ -221,7 +226,9 @@ async fn a_ticket_waits_for_enrichment_only_so_long_then_goes_without_it_and_say
     let zd = FakeZendesk::start().await;
     let og = FakeOpengraphIo::start().await;
     app.post("/v1/integrations", &json!({ "kind": "zendesk", "name": "desk", "config": zendesk_config(&zd) })).await;
-    let r = app.post("/v1/integrations", &json!({ "kind": "opengraph_io", "name": "og", "config": { "app_id": opengraph_io::APP_ID, "base_url": og.base_url } })).await;
+    let r = app
+        .post("/v1/integrations", &json!({ "kind": "opengraph_io", "name": "og", "config": { "app_id": opengraph_io::APP_ID, "base_url": og.base_url } }))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let agent = app.published_agent("scripted", &common::scripted_agent(&AGENT)).await;
     // OpenGraph.io is down for good: its enrichment keeps retrying.

@@ -50,7 +50,9 @@ async fn a_panicking_item_fails_alone_and_goes_dead_with_its_reason() {
     let mut good_ids = vec![];
     for i in 0..3 {
         let who = format!("Caller{i} from Company{i}, c{i}@company{i}.example");
-        let r = app.post("/v1/calls/test", &json!({ "agent_id": agent, "caller_script": [who, "our orders API is down, every request fails with a 503", "thanks"] })).await;
+        let r = app
+            .post("/v1/calls/test", &json!({ "agent_id": agent, "caller_script": [who, "our orders API is down, every request fails with a 503", "thanks"] }))
+            .await;
         good_ids.push(r.json()["call_id"].as_str().unwrap().to_owned());
     }
     // The same worker keeps going past the panic: every other call is analysed and sent.

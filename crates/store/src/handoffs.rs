@@ -394,7 +394,8 @@ pub(crate) async fn requeue_handoff(s: &SqlStore, id: &str, allowed: &[&str], wo
     let status: String = get(&r, "status")?;
     let current: Option<String> = get(&r, "work_item_id")?;
     if let Some(w) = &current {
-        let live = sqlx::query("SELECT state, run_at FROM work_items WHERE id = $1 AND state IN ('queued', 'running')").bind(w).fetch_optional(&mut *tx).await?;
+        let live =
+            sqlx::query("SELECT state, run_at FROM work_items WHERE id = $1 AND state IN ('queued', 'running')").bind(w).fetch_optional(&mut *tx).await?;
         if let Some(live) = live {
             let state: String = get(&live, "state")?;
             if state == "running" {
@@ -402,7 +403,11 @@ pub(crate) async fn requeue_handoff(s: &SqlStore, id: &str, allowed: &[&str], wo
                 return Err(StoreError::InProgress(format!("the handoff is {status} and is being delivered right now")));
             }
             // Queued (a scheduled retry): the retry joins that item and brings it forward.
-            sqlx::query("UPDATE work_items SET run_at = $2, updated_at = $2 WHERE id = $1 AND state = 'queued'").bind(w).bind(ms(now)).execute(&mut *tx).await?;
+            sqlx::query("UPDATE work_items SET run_at = $2, updated_at = $2 WHERE id = $1 AND state = 'queued'")
+                .bind(w)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("UPDATE handoffs SET reason = COALESCE(reason, '') || '. ' || $2, next_attempt_at = $3, updated_at = $3 WHERE handoff_id = $1")
                 .bind(id)
                 .bind(format!("{reason}: the queued attempt runs now"))
@@ -417,15 +422,14 @@ pub(crate) async fn requeue_handoff(s: &SqlStore, id: &str, allowed: &[&str], wo
         tx.rollback().await?;
         return Err(StoreError::Conflict(format!("the handoff is {status}")));
     }
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE handoffs SET status = 'planned', reason = $2, next_attempt_at = NULL, updated_at = $3 WHERE handoff_id = $1 AND status = $4"
-    )))
-    .bind(id)
-    .bind(reason)
-    .bind(ms(now))
-    .bind(&status)
-    .execute(&mut *tx)
-    .await?;
+    let done =
+        sqlx::query("UPDATE handoffs SET status = 'planned', reason = $2, next_attempt_at = NULL, updated_at = $3 WHERE handoff_id = $1 AND status = $4")
+            .bind(id)
+            .bind(reason)
+            .bind(ms(now))
+            .bind(&status)
+            .execute(&mut *tx)
+            .await?;
     if done.rows_affected() == 0 {
         tx.rollback().await?;
         return Err(StoreError::Conflict("the handoff changed meanwhile; try again".into()));
@@ -463,7 +467,13 @@ pub(crate) async fn get_review(s: &SqlStore, id: &str) -> Result<ReviewItemRecor
 }
 
 /// Review items oldest first, after the keyset cursor `(created_at ms, review_id)`.
-pub(crate) async fn list_reviews(s: &SqlStore, status: Option<&str>, call_id: Option<&CallId>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<ReviewItemRecord>> {
+pub(crate) async fn list_reviews(
+    s: &SqlStore,
+    status: Option<&str>,
+    call_id: Option<&CallId>,
+    after: Option<&(i64, String)>,
+    limit: u32,
+) -> Result<Vec<ReviewItemRecord>> {
     // Empty strings match everything: one statement for every combination of filters.
     let sql = format!(
         "SELECT {REVIEW_COLS} FROM review_items WHERE ($1 = '' OR status = $1) AND ($2 = '' OR call_id = $2) \
@@ -555,7 +565,13 @@ fn follow_from(r: &AnyRow) -> Result<FollowUpRecord> {
 }
 
 /// Follow-ups oldest first, after the keyset cursor `(created_at ms, follow_up_id)`.
-pub(crate) async fn list_follow_ups(s: &SqlStore, kind: Option<&str>, status: Option<&str>, after: Option<&(i64, String)>, limit: u32) -> Result<Vec<FollowUpRecord>> {
+pub(crate) async fn list_follow_ups(
+    s: &SqlStore,
+    kind: Option<&str>,
+    status: Option<&str>,
+    after: Option<&(i64, String)>,
+    limit: u32,
+) -> Result<Vec<FollowUpRecord>> {
     let (at, after_id) = after.cloned().unwrap_or((i64::MIN, String::new()));
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {FOLLOW_COLS} FROM follow_ups WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR status = $2) \

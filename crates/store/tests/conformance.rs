@@ -597,7 +597,13 @@ async fn follow_up_completion_commits_with_its_plan(b: Backend) {
     let c = call(0, "test", "ended", &AgentId::generate(), 1, "+15550100001");
     let id = c.row.call_id.clone();
     s.insert_call(&c, &[], t(0)).await.unwrap();
-    let fu = NewFollowUp { follow_up_id: format!("fu_{}", uuid_like()), kind: "promise".into(), detail: serde_json::json!({"what": "a credit note"}), due_at: None, key: format!("{id}:promise:0") };
+    let fu = NewFollowUp {
+        follow_up_id: format!("fu_{}", uuid_like()),
+        kind: "promise".into(),
+        detail: serde_json::json!({"what": "a credit note"}),
+        due_at: None,
+        key: format!("{id}:promise:0"),
+    };
     s.plan_handoffs(&id, &Plan { follow_ups: vec![fu.clone()], ..Plan::default() }, t(0)).await.unwrap();
     // Two handoffs with one id: the plan fails, and so does the completion.
     let broken = promise_plan(&id, ["ho_same", "ho_same"]);
@@ -662,7 +668,8 @@ async fn reviews_and_follow_ups_page_by_keyset(b: Backend) {
     let id = c.row.call_id.clone();
     s.insert_call(&c, &[], t(0)).await.unwrap();
     for i in 0..5 {
-        let fu = NewFollowUp { follow_up_id: format!("fu_{i}"), kind: "callback".into(), detail: serde_json::json!({}), due_at: None, key: format!("{id}:cb:{i}") };
+        let fu =
+            NewFollowUp { follow_up_id: format!("fu_{i}"), kind: "callback".into(), detail: serde_json::json!({}), due_at: None, key: format!("{id}:cb:{i}") };
         // Two share a creation time: the id breaks the tie.
         s.plan_handoffs(&id, &Plan { follow_ups: vec![fu], ..Plan::default() }, t(i64::from(i / 2))).await.unwrap();
     }

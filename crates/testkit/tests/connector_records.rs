@@ -62,7 +62,14 @@ fn payload() -> HandoffPayload {
 }
 
 fn req(kind: &str, action: &str, p: HandoffPayload) -> HandoffRequest {
-    HandoffRequest { handoff_id: "hnd_1".into(), idempotency_key: format!("{}:{kind}:{action}", p.call_id), action: action.into(), payload: p, attempt: 1, update: None }
+    HandoffRequest {
+        handoff_id: "hnd_1".into(),
+        idempotency_key: format!("{}:{kind}:{action}", p.call_id),
+        action: action.into(),
+        payload: p,
+        attempt: 1,
+        update: None,
+    }
 }
 
 fn build(kind: IntegrationKind, config: Value) -> Arc<dyn Connector> {

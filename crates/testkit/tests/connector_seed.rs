@@ -51,7 +51,14 @@ fn payload() -> HandoffPayload {
 }
 
 fn request(action: &str, p: HandoffPayload) -> HandoffRequest {
-    HandoffRequest { handoff_id: "h1".into(), idempotency_key: format!("{}:x:{action}", p.call_id), action: action.into(), payload: p, attempt: 1, update: None }
+    HandoffRequest {
+        handoff_id: "h1".into(),
+        idempotency_key: format!("{}:x:{action}", p.call_id),
+        action: action.into(),
+        payload: p,
+        attempt: 1,
+        update: None,
+    }
 }
 
 fn client() -> reqwest::Client {

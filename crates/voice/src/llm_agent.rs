@@ -128,7 +128,13 @@ impl LlmClient {
 /// Secrets for HTTP tools from the environment: `DIALNEXA_SECRET_CRM_TOKEN=...` is the
 /// secret `CRM_TOKEN`.
 pub fn secrets_from_env() -> BTreeMap<String, String> {
-    std::env::vars().filter_map(|(k, v)| k.strip_prefix(SECRET_ENV_PREFIX).filter(|n| !n.is_empty()).map(|n| (n.to_owned(), v))).collect()
+    // `vars_os`: one variable that is not UTF-8 must not take the process down.
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let (k, v) = (k.into_string().ok()?, v.into_string().ok()?);
+            k.strip_prefix(SECRET_ENV_PREFIX).filter(|n| !n.is_empty()).map(|n| (n.to_owned(), v))
+        })
+        .collect()
 }
 
 /// Why a model request gave no usable answer.

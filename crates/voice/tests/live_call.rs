@@ -273,10 +273,7 @@ async fn caller_audio_far_ahead_of_the_clock_ends_the_call_as_a_protocol_error()
 
 #[tokio::test]
 async fn one_utterance_is_capped_and_the_turn_loop_goes_on() {
-    let asr = Arc::new(ScriptAsr {
-        lines: Mutex::new(vec![Ok("Ada".into()), Ok("part one".into()), Ok("part two".into())].into()),
-        heard: Mutex::new(vec![]),
-    });
+    let asr = Arc::new(ScriptAsr { lines: Mutex::new(vec![Ok("Ada".into()), Ok("part one".into()), Ok("part two".into())].into()), heard: Mutex::new(vec![]) });
     let cfg = LiveConfig { max_utterance_ms: 1_500, silence_timeout_ms: 60_000, ..cfg() };
     let (o, _) = run_with(asr.clone(), false, cfg, |c| {
         tokio::spawn(async move {

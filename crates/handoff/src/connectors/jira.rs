@@ -39,8 +39,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::connector::{
-    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, excerpt, redact_url, scrub_outcome, send,
-    update_marker,
+    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, excerpt, redact_url, scrub_outcome,
+    send, update_marker,
 };
 use crate::kind::IntegrationKind;
 use crate::payload::HandoffPayload;
@@ -158,9 +158,17 @@ impl Jira {
         if self.api_token.len() >= 4 { s.replace(&self.api_token, "[redacted]") } else { s.to_owned() }
     }
 
-    async fn exchange(&self, method: reqwest::Method, path: &str, body: Option<&Value>, log: &mut Vec<AttemptLog>, what: &str) -> Result<Exchange, DeliveryError> {
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        log: &mut Vec<AttemptLog>,
+        what: &str,
+    ) -> Result<Exchange, DeliveryError> {
         let url = format!("{}{path}", self.api);
-        let mut req = self.client.request(method.clone(), &url).basic_auth(&self.email, Some(&self.api_token)).header(reqwest::header::ACCEPT, "application/json");
+        let mut req =
+            self.client.request(method.clone(), &url).basic_auth(&self.email, Some(&self.api_token)).header(reqwest::header::ACCEPT, "application/json");
         if let Some(body) = body {
             req = req.json(body);
         }

@@ -147,11 +147,7 @@ impl Config {
 
 enum Mode {
     /// Where to post, and how to show it.
-    Webhook {
-        url: String,
-        shown: String,
-        secret_path: String,
-    },
+    Webhook { url: String, shown: String, secret_path: String },
     Bot {
         /// The Web API root (`https://slack.com/api`).
         api: String,
@@ -352,7 +348,13 @@ impl Slack {
     }
 
     /// A reply in the thread of the earlier call's message, once.
-    async fn reply_bot(&self, bot: (&str, &str, &str, &str), req: &HandoffRequest, existing: &ExistingRecord, log: &mut Vec<AttemptLog>) -> Result<Delivered, DeliveryError> {
+    async fn reply_bot(
+        &self,
+        bot: (&str, &str, &str, &str),
+        req: &HandoffRequest,
+        existing: &ExistingRecord,
+        log: &mut Vec<AttemptLog>,
+    ) -> Result<Delivered, DeliveryError> {
         let (api, endpoint, token, configured) = bot;
         let p = &req.payload;
         let ts = [existing.evidence["ts"].as_str(), Some(existing.external_id.as_str())]
@@ -382,7 +384,14 @@ impl Slack {
         };
         let (text, blocks) = render_update(p, existing, &marker);
         let body = json!({ "channel": channel, "thread_ts": ts, "text": text, "blocks": blocks, "unfurl_links": false, "unfurl_media": false });
-        let (ex, v) = self.api_call("chat.postMessage", self.client.post(endpoint).bearer_auth(token).json(&body), format!("POST {}", crate::connector::redact_url(endpoint)), log).await?;
+        let (ex, v) = self
+            .api_call(
+                "chat.postMessage",
+                self.client.post(endpoint).bearer_auth(token).json(&body),
+                format!("POST {}", crate::connector::redact_url(endpoint)),
+                log,
+            )
+            .await?;
         if v["ok"].as_bool() == Some(true) {
             let reply = v["ts"].as_str().unwrap_or_default().to_owned();
             let posted_in = v["channel"].as_str().unwrap_or(&channel).to_owned();

@@ -40,8 +40,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use crate::connector::{
-    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, excerpt, redact_url, scrub_outcome, send,
-    update_marker,
+    AttemptLog, Connector, Delivered, DeliveryError, Exchange, ExistingRecord, HandoffRequest, Outcome, contains_text, excerpt, redact_url, scrub_outcome,
+    send, update_marker,
 };
 use crate::kind::IntegrationKind;
 use crate::payload::HandoffPayload;
@@ -316,7 +316,8 @@ impl Zendesk {
                 return Ok(Some(id_text(&c["id"]).unwrap_or_default()));
             }
             // Offset pages (`next_page`) or cursor pages (`meta.has_more` + `links.next`).
-            let next = page["next_page"].as_str().or_else(|| page["meta"]["has_more"].as_bool().unwrap_or(false).then(|| page["links"]["next"].as_str()).flatten());
+            let next =
+                page["next_page"].as_str().or_else(|| page["meta"]["has_more"].as_bool().unwrap_or(false).then(|| page["links"]["next"].as_str()).flatten());
             // The next page's query on our own API address: a `base_url` proxy gets Zendesk's
             // host in `next_page`, and credentials never go to a host the answer names.
             match next.and_then(|n| reqwest::Url::parse(n).ok()).and_then(|n| n.query().map(str::to_owned)) {

@@ -532,7 +532,8 @@ async fn list_comments(State(state): State<Shared>, headers: HeaderMap, Path(key
         return unauthorized();
     }
     let Some(issue) = st.issues.iter().find(|i| i.key == key || i.id == key) else { return no_issue() };
-    let param = |name: &str| query.as_deref().unwrap_or("").split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| percent_decode(v));
+    let param =
+        |name: &str| query.as_deref().unwrap_or("").split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| percent_decode(v));
     let start: usize = param("startAt").and_then(|v| v.parse().ok()).unwrap_or(0);
     let max: usize = param("maxResults").and_then(|v| v.parse().ok()).unwrap_or(100).clamp(1, 5000);
     let mut all: Vec<&JiraComment> = issue.comments.iter().collect();

@@ -397,7 +397,8 @@ async fn post_message(State(state): State<Shared>, headers: HeaderMap, body: Str
         thread_ts: thread_ts.clone(),
         body: parsed,
     });
-    let mut message = json!({ "type": "message", "subtype": "bot_message", "text": text, "user": "U0DIALNEXA", "bot_id": "B0DIALNEXA", "ts": ts, "blocks": blocks });
+    let mut message =
+        json!({ "type": "message", "subtype": "bot_message", "text": text, "user": "U0DIALNEXA", "bot_id": "B0DIALNEXA", "ts": ts, "blocks": blocks });
     if let Some(t) = &thread_ts {
         message["thread_ts"] = json!(t);
     }

@@ -581,7 +581,10 @@ async fn update_ticket(State(state): State<Shared>, headers: HeaderMap, Path(id)
     let base = st.base_url.clone();
     let mut ticket = ticket_json(&base, &st.tickets[index]);
     ticket["updated_at"] = json!(now);
-    json_response(200, json!({ "ticket": ticket, "audit": { "id": ticket_id * 1000 + st.next_comment_id, "ticket_id": ticket_id, "created_at": now, "author_id": 1, "events": events } }))
+    json_response(
+        200,
+        json!({ "ticket": ticket, "audit": { "id": ticket_id * 1000 + st.next_comment_id, "ticket_id": ticket_id, "created_at": now, "author_id": 1, "events": events } }),
+    )
 }
 
 async fn list_comments(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {

@@ -244,7 +244,10 @@ impl Engine {
     fn forced_end_of_turn(&mut self, max_ms: u64) {
         self.event(
             "forced_end_of_turn",
-            format!("the caller spoke {:.1} s without a pause: the turn was ended there and transcribed; what follows is the next turn", max_ms as f64 / 1000.0),
+            format!(
+                "the caller spoke {:.1} s without a pause: the turn was ended there and transcribed; what follows is the next turn",
+                max_ms as f64 / 1000.0
+            ),
         );
     }
 

@@ -65,7 +65,14 @@ fn to_bytes(samples: &[i16], out: &mut Vec<u8>) {
 impl FileTrack {
     fn create(path: PathBuf) -> Self {
         let mut t = FileTrack { path, file: None, written: 0, open: Vec::with_capacity(OPEN_SAMPLES * 2), scratch: Vec::new(), error: None };
-        match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&t.path).and_then(|mut f| f.write_all(&wav_header(0, CALL_RATE, 1)).map(|_| f)) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&t.path)
+            .and_then(|mut f| f.write_all(&wav_header(0, CALL_RATE, 1)).map(|_| f))
+        {
             Ok(f) => t.file = Some(f),
             Err(e) => t.error = Some(format!("cannot create {}: {e}", t.path.display())),
         }
@@ -121,11 +128,7 @@ impl FileTrack {
         let r = (|| {
             f.seek(SeekFrom::Start(at))?;
             f.read_exact(&mut old)?;
-            let mixed: Vec<u8> = old
-                .chunks_exact(2)
-                .zip(frame)
-                .flat_map(|(b, s)| i16::from_le_bytes([b[0], b[1]]).saturating_add(*s).to_le_bytes())
-                .collect();
+            let mixed: Vec<u8> = old.chunks_exact(2).zip(frame).flat_map(|(b, s)| i16::from_le_bytes([b[0], b[1]]).saturating_add(*s).to_le_bytes()).collect();
             f.seek(SeekFrom::Start(at))?;
             f.write_all(&mixed)?;
             f.seek(SeekFrom::End(0))?;
