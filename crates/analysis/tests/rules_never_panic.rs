@@ -6,10 +6,13 @@
 //!   every regex), alone, opening a caller turn, closing one, and closing one followed by a
 //!   short function word ("... we export to");
 //! * properties over arbitrary Unicode transcripts, over text generated from the engine's own
-//!   regexes, and over odd inputs (turn indices, call times, timezones, custom schema fields).
+//!   regexes, over the shipped eval calls with random edits (odd chars inserted, chars
+//!   deleted, a turn cut short mid-word), and over odd inputs (turn indices, call times,
+//!   timezones, custom schema fields).
 //!
 //! The lexicon is read from the sources at test time, so a new cue list or regex is covered
-//! without touching this file. `PROPTEST_CASES` raises the case counts for a longer local run.
+//! without touching this file. `PROPTEST_CASES=20000` runs every property that many times
+//! (a few minutes) for a longer local hunt; failing inputs are printed, not saved.
 
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -137,10 +140,17 @@ fn endless_spoken_scales_do_not_overflow() {
 // of 2^31 (indices are whatever the caller of the engine stored).
 #[test]
 fn huge_turn_indices_do_not_overflow() {
-    for base in [0x8000_0000u32, u32::MAX - 1] {
+    // The promise is in turn `base + 1`: 2^31, then u32::MAX.
+    for base in [0x7FFF_FFFFu32, u32::MAX - 1] {
         let t = vec![
             TranscriptTurn { index: base, role: Caller, text: "Please call me back tomorrow at 3pm.".into(), start_ms: 0, end_ms: 0 },
-            TranscriptTurn { index: base.wrapping_add(1), role: Agent, text: "I'll email you the report and call you tomorrow.".into(), start_ms: 0, end_ms: 0 },
+            TranscriptTurn {
+                index: base.wrapping_add(1),
+                role: Agent,
+                text: "I'll email you the report and call you tomorrow.".into(),
+                start_ms: 0,
+                end_ms: 0,
+            },
         ];
         let a = analyze_offline(&input(t));
         assert_eq!(a.promises.len(), 1);
@@ -152,11 +162,12 @@ fn huge_turn_indices_do_not_overflow() {
 // indices counted from 1 they pointed at the next turn.
 #[test]
 fn callback_fields_point_at_the_callback_turn_whatever_the_indices() {
-    let t: Vec<TranscriptTurn> = [(Agent, "Support, how can I help?"), (Caller, "Can someone call me back tomorrow at 3pm? I'm driving."), (Agent, "Of course.")]
-        .iter()
-        .enumerate()
-        .map(|(i, (role, text))| TranscriptTurn { index: i as u32 + 1, role: *role, text: text.to_string(), start_ms: 0, end_ms: 0 })
-        .collect();
+    let t: Vec<TranscriptTurn> =
+        [(Agent, "Support, how can I help?"), (Caller, "Can someone call me back tomorrow at 3pm? I'm driving."), (Agent, "Of course.")]
+            .iter()
+            .enumerate()
+            .map(|(i, (role, text))| TranscriptTurn { index: i as u32 + 1, role: *role, text: text.to_string(), start_ms: 0, end_ms: 0 })
+            .collect();
     let a = analyze_offline(&input(t));
     assert_eq!(a.callbacks.len(), 1);
     let cb = a.callbacks[0].evidence.span.turn;
@@ -361,7 +372,7 @@ fn capitalised(w: &str) -> String {
 }
 
 /// Calls around one lexicon entry: alone, opening a caller turn, closing one, closing one
-/// before each connector, in an agent turn, capitalised, punctuated, and as the answer to a
+/// before each connector (a single word), in an agent turn, capitalised, punctuated, and as the answer to a
 /// question the extractors read answers to. Some extractors read only a call's first few
 /// caller turns, so each call has at most three.
 fn lexicon_calls(w: &str) -> Vec<Vec<TranscriptTurn>> {
@@ -376,8 +387,12 @@ fn lexicon_calls(w: &str) -> Vec<Vec<TranscriptTurn>> {
         ],
         vec![(Agent, format!("ok so {w}")), (Caller, format!("the {w}.")), (Caller, format!("{cap}, {w}"))],
     ];
-    let mut ends: Vec<String> = CONNECTORS.iter().map(|c| format!("we {w} {c}")).collect();
-    ends.push(format!("we {w}{}", CONNECTORS[0]));
+    // A phrase's last word is an entry of its own: connectors follow single words only.
+    let mut ends: Vec<String> = vec![];
+    if !w.contains(char::is_whitespace) {
+        ends.extend(CONNECTORS.iter().map(|c| format!("we {w} {c}")));
+        ends.push(format!("we {w}{}", CONNECTORS[0]));
+    }
     for chunk in ends.chunks(3) {
         let mut call = vec![(Agent, "Hi, how can I help?".to_string())];
         call.extend(chunk.iter().map(|t| (Caller, t.clone())));
@@ -570,15 +585,76 @@ fn most_engine_regexes_can_generate_text() {
 
 /// Text matching one of the engine's regexes, at most 400 chars.
 fn regex_text() -> impl Strategy<Value = String> {
-    let each = GENERATORS.iter().filter_map(|p| proptest::string::string_regex(p).ok()).map(|s| s.prop_map(|x| x.chars().take(400).collect::<String>()).boxed());
+    let each =
+        GENERATORS.iter().filter_map(|p| proptest::string::string_regex(p).ok()).map(|s| s.prop_map(|x| x.chars().take(400).collect::<String>()).boxed());
     Union::new(each.collect::<Vec<_>>())
+}
+
+/// The shipped eval calls: realistic text with emails, phones, times, ids and cues in it.
+static EVAL_CALLS: LazyLock<Vec<AnalysisInput>> = LazyLock::new(|| {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval");
+    let cases = dialnexa_analysis::eval::load_dir(&dir).unwrap();
+    cases.iter().map(|c| c.input(&schema())).collect()
+});
+
+/// An edit at a spot picked in a call: insert an odd piece, delete a few chars, replace one,
+/// or cut the turn there (a turn that stops in the middle of an email, a time, a cue).
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(&'static str),
+    Delete(usize),
+    Replace(&'static str),
+    Cut,
+}
+
+fn edit() -> impl Strategy<Value = (proptest::sample::Index, proptest::sample::Index, Edit)> {
+    let odd = || proptest::sample::select(ODD);
+    let e = prop_oneof![odd().prop_map(Edit::Insert), (1..4usize).prop_map(Edit::Delete), odd().prop_map(Edit::Replace), Just(Edit::Cut)];
+    (any::<proptest::sample::Index>(), any::<proptest::sample::Index>(), e)
+}
+
+fn apply(call: &mut AnalysisInput, (turn, at, e): &(proptest::sample::Index, proptest::sample::Index, Edit)) {
+    if call.transcript.is_empty() {
+        return;
+    }
+    let n = call.transcript.len();
+    let t = &mut call.transcript[turn.index(n)].text;
+    let mut chars: Vec<char> = t.chars().collect();
+    let i = at.index(chars.len() + 1);
+    match e {
+        Edit::Insert(p) => {
+            chars.splice(i..i, p.chars());
+        }
+        Edit::Delete(n) => {
+            chars.drain(i..(i + n).min(chars.len()));
+        }
+        Edit::Replace(p) => {
+            chars.splice(i..(i + 1).min(chars.len()), p.chars());
+        }
+        Edit::Cut => chars.truncate(i),
+    }
+    *t = chars.into_iter().collect();
 }
 
 // ---------------------------------------------------------------------------------------
 // Properties.
 
 proptest! {
-    #![proptest_config(cases(192))]
+    #![proptest_config(cases(64))]
+
+    #[test]
+    fn edited_eval_calls_never_panic(case in any::<proptest::sample::Index>(), edits in proptest::collection::vec(edit(), 1..16)) {
+        let mut call = EVAL_CALLS[case.index(EVAL_CALLS.len())].clone();
+        for e in &edits {
+            apply(&mut call, e);
+        }
+        let a = try_analyze(&call);
+        prop_assert!(a.is_ok(), "{}", a.err().unwrap_or_default());
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(128))]
 
     #[test]
     fn arbitrary_transcripts_never_panic(transcript in transcript()) {
@@ -614,7 +690,7 @@ proptest! {
         transcript in transcript(),
         call_time in call_time(),
         timezone in timezone(),
-        names in proptest::collection::vec(("[a-zé_]{0,12}", any::<String>()), 0..4),
+        names in proptest::collection::vec((prop_oneof![lexicon_entry().prop_map(|w| w.replace(' ', "_")), "[a-zé_]{0,12}".boxed()], prop_oneof![lexicon_entry(), any::<String>()]), 0..4),
     ) {
         let mut schema = schema();
         for (name, option) in names {
