@@ -112,11 +112,13 @@ pub async fn plan_for(state: &AppState, call: &CallDetail, analysis: &Analysis, 
                     })
                 })
                 .collect();
-            let updates = integrations
-                .iter()
-                .find(|i| i.integration_id == d.integration_id)
-                .and_then(|i| connectors::build(d.kind, &i.config, state.http.clone()).ok())
-                .is_some_and(|c| c.updates(&d.action));
+            // Only a call with earlier records needs to know whether its connector can add to one.
+            let updates = !earlier.is_empty()
+                && integrations
+                    .iter()
+                    .find(|i| i.integration_id == d.integration_id)
+                    .and_then(|i| connectors::build(d.kind, &i.config, state.http.clone()).ok())
+                    .is_some_and(|c| c.updates(&d.action));
             match repeat_of(&d.payload, analysis.repeat_contact.detected, &earlier, updates, window) {
                 Some(Repeat::Update { of, reason: why }) => {
                     reason = format!("{reason}. {why}");

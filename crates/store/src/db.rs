@@ -118,6 +118,17 @@ impl SqlStore {
     }
 }
 
+impl Backend {
+    /// `FOR UPDATE` on PostgreSQL (a row lock until the transaction ends); SQLite's
+    /// `BEGIN IMMEDIATE` already makes the transaction the only writer.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
 pub(crate) fn ms(ts: jiff::Timestamp) -> i64 {
     ts.as_millisecond()
 }

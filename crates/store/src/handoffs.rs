@@ -142,15 +142,6 @@ async fn link_work(tx: &mut Transaction<'static, Any>, handoff_id: &str, work_it
     Ok(())
 }
 
-/// `FOR UPDATE` on PostgreSQL (a row lock until the transaction ends); SQLite's
-/// `BEGIN IMMEDIATE` already makes the transaction the only writer.
-fn row_lock(s: &SqlStore) -> &'static str {
-    match s.backend {
-        crate::db::Backend::Postgres => " FOR UPDATE",
-        crate::db::Backend::Sqlite => "",
-    }
-}
-
 const HANDOFF_COLS: &str = "handoff_id, call_id, integration_id, integration_kind, action, idempotency_key, status, reason, payload, attempts, next_attempt_at, external_id, external_url, evidence, phase, rule_name, created_at, updated_at";
 
 fn handoff_from(r: &AnyRow) -> Result<HandoffRecord> {
@@ -386,7 +377,7 @@ pub(crate) async fn settle_handoff(
 /// running the retry is refused (`InProgress`).
 pub(crate) async fn requeue_handoff(s: &SqlStore, id: &str, allowed: &[&str], work: &NewWork, reason: &str, now: jiff::Timestamp) -> Result<HandoffRecord> {
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT status, work_item_id FROM handoffs WHERE handoff_id = $1{}", row_lock(s))))
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT status, work_item_id FROM handoffs WHERE handoff_id = $1{}", s.backend.for_update())))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -507,7 +498,7 @@ pub(crate) async fn decide_review(
 ) -> Result<ReviewItemRecord> {
     let now_ms = ms(now);
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1{}", row_lock(s))))
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1{}", s.backend.for_update())))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -545,8 +536,7 @@ pub(crate) async fn decide_review(
         }
     }
     tx.commit().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REVIEW_COLS} FROM review_items WHERE review_id = $1"))).bind(id).fetch_one(&s.pool).await?;
-    review_from(&r)
+    get_review(s, id).await
 }
 
 const FOLLOW_COLS: &str = "follow_up_id, call_id, kind, status, detail, due_at, created_at, completed_at";
@@ -602,7 +592,7 @@ pub(crate) async fn get_follow_up(s: &SqlStore, id: &str) -> Result<FollowUpReco
 /// transaction: either both happen or neither, and a second completion is refused.
 pub(crate) async fn complete_follow_up(s: &SqlStore, id: &str, note: Option<&str>, plan: &Plan, now: jiff::Timestamp) -> Result<FollowUpRecord> {
     let mut tx = s.begin_write().await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1{}", row_lock(s))))
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {FOLLOW_COLS} FROM follow_ups WHERE follow_up_id = $1{}", s.backend.for_update())))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?

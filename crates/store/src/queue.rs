@@ -114,7 +114,7 @@ fn kinds_list(kinds: &[&str], first: usize) -> String {
     (0..kinds.len()).map(|i| format!("${}", first + i)).collect::<Vec<_>>().join(", ")
 }
 
-/// The attempts that a handoff's own record shows when its work item dies of a lost lease.
+/// The reason a handoff gets when its work item dies of a lost lease.
 const LOST_LEASE_DEAD: &str = "dead: the last delivery attempt lost its lease (the worker crashed or hung) and no attempts are left";
 
 /// Expired leases: the attempt is recorded as lost and the item goes back to the queue,
@@ -242,11 +242,7 @@ const FENCE: &str = "id = $1 AND state = 'running' AND lease_seq = $2 AND lease_
 /// Whether `c` still holds its lease (inside `tx`, which then owns the row for SQLite's
 /// single writer; on PostgreSQL the row is locked until the transaction ends).
 pub(crate) async fn fence_holds(tx: &mut Transaction<'static, Any>, backend: Backend, c: &Claimed, now_ms: i64) -> Result<bool> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM work_items WHERE {FENCE}{lock}")))
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM work_items WHERE {FENCE}{}", backend.for_update())))
         .bind(&c.id)
         .bind(c.lease_seq)
         .bind(now_ms)

@@ -1,6 +1,7 @@
 -- Exactly once, retries and pagination (issue 8).
 -- The work item that currently carries a handoff: at most one live item per handoff.
 ALTER TABLE handoffs ADD COLUMN work_item_id TEXT;
+CREATE INDEX handoffs_work_item ON handoffs (work_item_id);
 -- Attempts that do not spend the item's error budget (rate limits, waits for enrichment):
 -- an item is dead when attempts - free_attempts reaches max_attempts.
 ALTER TABLE work_items ADD COLUMN free_attempts BIGINT NOT NULL DEFAULT 0;

@@ -372,18 +372,24 @@ fn adf_valid(doc: &Value) -> bool {
     doc["type"] == "doc" && doc["version"] == 1 && doc["content"].as_array().is_some_and(|c| c.iter().all(node))
 }
 
+/// What Jira checks of every JSON write, in its order: credentials, media type, a JSON body.
+fn json_write(st: &Inner, headers: &HeaderMap, body: &str) -> Result<Value, Box<Response>> {
+    if !authorized(st, headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    if !headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json")) {
+        return Err(Box::new(errors(415, &["Unsupported Media Type"], json!({}))));
+    }
+    serde_json::from_str::<Value>(body).map_err(|_| Box::new(errors(400, &["Unexpected character: was expecting a JSON value"], json!({}))))
+}
+
 const SETTABLE: &[&str] = &["project", "summary", "issuetype", "description", "labels", "priority", "assignee", "reporter", "components", "duedate", "parent"];
 
 async fn create_issue(State(state): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let mut st = lock(&state);
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
-    if !headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json")) {
-        return errors(415, &["Unsupported Media Type"], json!({}));
-    }
-    let Ok(v) = serde_json::from_str::<Value>(&body) else {
-        return errors(400, &["Unexpected character: was expecting a JSON value"], json!({}));
+    let v = match json_write(&st, &headers, &body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     let Some(fields) = v["fields"].as_object() else {
         return errors(400, &["Issue must have fields"], json!({}));
@@ -493,14 +499,9 @@ fn comment_json(base: &str, issue: &JiraIssue, c: &JiraComment, email: &str) -> 
 
 async fn add_comment(State(state): State<Shared>, headers: HeaderMap, Path(key): Path<String>, body: String) -> Response {
     let mut st = lock(&state);
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
-    if !headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json")) {
-        return errors(415, &["Unsupported Media Type"], json!({}));
-    }
-    let Ok(v) = serde_json::from_str::<Value>(&body) else {
-        return errors(400, &["Unexpected character: was expecting a JSON value"], json!({}));
+    let v = match json_write(&st, &headers, &body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     if !st.issues.iter().any(|i| i.key == key || i.id == key) {
         return no_issue();
