@@ -180,12 +180,14 @@ async fn a_killed_server_loses_nothing_and_duplicates_nothing() {
         assert_eq!(deliveries.iter().filter(|d| d.body["data"]["call_id"] == id.as_str()).count(), 1, "webhook {id}");
     }
     assert_eq!((tickets.len(), issues.len(), deliveries.len()), (CALLS, CALLS, CALLS));
-    // Counted at the destinations as they received them, before any dedup of theirs: a
-    // Jira issue is created by one request per call (the connector searches first); the
-    // webhook receiver saw each delivery once, except those cut off by the kill itself
-    // (at most one claimed batch), which Standard Webhooks receivers drop by `webhook-id`.
+    // Counted at the destinations as they received them, before any dedup of theirs. The
+    // fake Jira keeps every issue it creates (one per call, above); a create request cut off
+    // by the kill while the slow fake was still waiting never took effect and was sent again,
+    // at most once per item in flight (one claimed batch). The webhook receiver saw each
+    // delivery once, except those cut off by the kill itself, which Standard Webhooks
+    // receivers drop by `webhook-id`.
     let jira_creates = jira.control.received().iter().filter(|r| r.method == "POST" && r.path.ends_with("/issue")).count();
-    assert_eq!(jira_creates, CALLS, "one create request per call");
+    assert!((CALLS..=CALLS + 8).contains(&jira_creates), "{jira_creates} create requests for {CALLS} calls");
     let arrivals: usize = deliveries.iter().map(|d| hook.arrivals(&d.id)).sum();
     assert!(deliveries.iter().all(|d| hook.arrivals(&d.id) >= 1));
     assert!(arrivals <= CALLS + 8, "{} webhook deliveries arrived twice", arrivals - CALLS);
