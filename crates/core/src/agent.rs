@@ -73,6 +73,9 @@ pub struct FlowAgentConfig {
     /// What post-call analysis looks for (default: both built-in schemas).
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    /// What an outbound phone call does when an answering machine picks up (absent: hang up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voicemail: Option<VoicemailPolicy>,
     pub flow: FlowGraph,
 }
 
@@ -116,6 +119,51 @@ pub struct LlmAgentConfig {
     /// The agent version's own HTTP tools, offered to the model next to the built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<HttpTool>,
+    /// What an outbound phone call does when an answering machine picks up (absent: hang up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voicemail: Option<VoicemailPolicy>,
+}
+
+/// An agent version's answer to an answering machine on an outbound call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoicemailPolicy {
+    pub action: VoicemailAction,
+    /// Said after the beep with `leave_message` (`{{variables}}` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoicemailAction {
+    /// Hang up at once (`voicemail_reached`).
+    HangUp,
+    /// Wait for the greeting's beep, say `message`, hang up (`voicemail_reached`).
+    LeaveMessage,
+    /// Talk as if a person had answered.
+    Continue,
+}
+
+impl VoicemailAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HangUp => "hang_up",
+            Self::LeaveMessage => "leave_message",
+            Self::Continue => "continue",
+        }
+    }
+}
+
+impl VoicemailPolicy {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.action, &self.message) {
+            (VoicemailAction::LeaveMessage, None) => Err(ConfigError::new("voicemail.message", "leave_message needs the message to leave")),
+            (VoicemailAction::LeaveMessage, Some(m)) => check_spoken(m, "voicemail.message"),
+            (_, Some(_)) => Err(ConfigError::new("voicemail.message", "only leave_message says a message")),
+            (_, None) => Ok(()),
+        }
+    }
 }
 
 /// What an `llm` agent says when its model fails or times out, unless configured.
@@ -371,6 +419,9 @@ impl LlmAgentConfig {
             check_spoken(b, "begin_message")?;
         }
         check_spoken(&self.fallback_line, "fallback_line")?;
+        if let Some(v) = &self.voicemail {
+            v.validate()?;
+        }
         if !(500..=120_000).contains(&self.llm_timeout_ms) {
             return Err(ConfigError::new("llm_timeout_ms", "must be between 500 and 120000"));
         }
@@ -473,6 +524,9 @@ impl AgentConfig {
                 check_variable_names(&cfg.variables)?;
                 cfg.flow.validate(&cfg.variables, "flow")?;
                 cfg.analysis.resolve("analysis")?;
+                if let Some(v) = &cfg.voicemail {
+                    v.validate()?;
+                }
                 Ok(AgentConfig::Flow(cfg))
             }
             "llm" => {
@@ -481,6 +535,21 @@ impl AgentConfig {
                 Ok(AgentConfig::Llm(cfg))
             }
             other => Err(ConfigError::new("kind", format!("unknown kind '{}' (expected flow or llm)", other.chars().take(40).collect::<String>()))),
+        }
+    }
+
+    /// The voicemail policy (absent: hang up).
+    pub fn voicemail(&self) -> Option<&VoicemailPolicy> {
+        match self {
+            Self::Flow(c) => c.voicemail.as_ref(),
+            Self::Llm(c) => c.voicemail.as_ref(),
+        }
+    }
+
+    pub fn max_duration_ms(&self) -> u64 {
+        match self {
+            Self::Flow(c) => c.max_duration_ms,
+            Self::Llm(c) => c.max_duration_ms,
         }
     }
 

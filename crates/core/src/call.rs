@@ -105,10 +105,15 @@ pub enum DisconnectionReason {
     /// The caller's side broke the media protocol (audio far ahead of real time, an oversized frame).
     ErrorProtocol,
     ErrorInternal,
+    /// An outbound call reached voicemail or an answering machine (the agent's voicemail
+    /// policy then hung up, or left its message and hung up).
+    VoicemailReached,
+    /// The carrier's media stream broke off mid-call (no `stop`, no close): the call's audio path was lost.
+    ErrorMediaDropped,
 }
 
 impl DisconnectionReason {
-    pub const ALL: [DisconnectionReason; 17] = [
+    pub const ALL: [DisconnectionReason; 19] = [
         Self::UserHangup,
         Self::AgentHangup,
         Self::Transfer,
@@ -126,6 +131,8 @@ impl DisconnectionReason {
         Self::ErrorNoAudio,
         Self::ErrorProtocol,
         Self::ErrorInternal,
+        Self::VoicemailReached,
+        Self::ErrorMediaDropped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -147,16 +154,18 @@ impl DisconnectionReason {
             Self::ErrorNoAudio => "error_no_audio",
             Self::ErrorProtocol => "error_protocol",
             Self::ErrorInternal => "error_internal",
+            Self::VoicemailReached => "voicemail_reached",
+            Self::ErrorMediaDropped => "error_media_dropped",
         }
     }
 
     /// Who ended it: `caller`, `agent`, `platform`, `provider` or `config`.
     pub fn owner(self) -> &'static str {
         match self {
-            Self::UserHangup | Self::NoAnswer | Self::Busy | Self::ErrorProtocol => "caller",
+            Self::UserHangup | Self::NoAnswer | Self::Busy | Self::ErrorProtocol | Self::VoicemailReached => "caller",
             Self::AgentHangup | Self::Transfer => "agent",
             Self::MaxDuration | Self::MaxTurns | Self::SilenceTimeout | Self::TerminatedByApi | Self::ErrorInternal => "platform",
-            Self::DialFailed | Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio => "provider",
+            Self::DialFailed | Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio | Self::ErrorMediaDropped => "provider",
             Self::NoRoute => "config",
         }
     }
@@ -165,7 +174,9 @@ impl DisconnectionReason {
     pub fn final_status(self) -> CallStatus {
         match self {
             Self::NoAnswer | Self::Busy | Self::DialFailed | Self::NoRoute => CallStatus::NotConnected,
-            Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio | Self::ErrorProtocol | Self::ErrorInternal => CallStatus::Error,
+            Self::ErrorAsr | Self::ErrorTts | Self::ErrorLlm | Self::ErrorNoAudio | Self::ErrorProtocol | Self::ErrorInternal | Self::ErrorMediaDropped => {
+                CallStatus::Error
+            }
             _ => CallStatus::Ended,
         }
     }

@@ -147,6 +147,9 @@ pub enum BranchOn {
     Intent,
     /// The value of a collected field.
     Field,
+    /// The keys the caller pressed on the phone's keypad (DTMF) at the last `ask` node,
+    /// against each case's `digits`.
+    Digits,
 }
 
 impl BranchOn {
@@ -155,6 +158,7 @@ impl BranchOn {
             Self::Keywords => "keywords",
             Self::Intent => "intent",
             Self::Field => "field",
+            Self::Digits => "digits",
         }
     }
 }
@@ -174,6 +178,9 @@ pub struct BranchCase {
     pub one_of: Option<Vec<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub present: Option<bool>,
+    /// Keypad keys, as pressed: `"1"`, `"42"`, `"*"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits: Option<String>,
     pub next: String,
 }
 
@@ -185,6 +192,7 @@ pub enum CaseTest<'a> {
     Equals(&'a serde_json::Value),
     In(&'a [serde_json::Value]),
     Present(bool),
+    Digits(&'a str),
 }
 
 impl BranchCase {
@@ -205,6 +213,9 @@ impl BranchCase {
         }
         if let Some(p) = self.present {
             tests.push(CaseTest::Present(p));
+        }
+        if let Some(d) = &self.digits {
+            tests.push(CaseTest::Digits(d));
         }
         if tests.len() == 1 { tests.pop() } else { None }
     }
@@ -434,6 +445,7 @@ impl FlowGraph {
                 BranchOn::Keywords => "keywords",
                 BranchOn::Intent => "intent",
                 BranchOn::Field => "one of equals, in, present",
+                BranchOn::Digits => "digits",
             };
             let Some(test) = case.test() else {
                 return Err(ConfigError::new(cat, format!("a case of a branch on {} has exactly one test: {expected}", b.on.as_str())));
@@ -443,6 +455,7 @@ impl FlowGraph {
                 (BranchOn::Keywords, CaseTest::Keywords(_))
                     | (BranchOn::Intent, CaseTest::Intent(_))
                     | (BranchOn::Field, CaseTest::Equals(_) | CaseTest::In(_) | CaseTest::Present(_))
+                    | (BranchOn::Digits, CaseTest::Digits(_))
             );
             if !suits {
                 return Err(ConfigError::new(cat, format!("a case of a branch on {} tests {expected}", b.on.as_str())));
@@ -473,6 +486,11 @@ impl FlowGraph {
                     }
                 }
                 CaseTest::Present(_) => {}
+                CaseTest::Digits(d) => {
+                    if d.is_empty() || d.len() > 32 || !d.chars().all(|c| c.is_ascii_digit() || matches!(c, '*' | '#')) {
+                        return Err(ConfigError::new(format!("{cat}.digits"), "keypad keys: 1 to 32 of 0-9, * and #"));
+                    }
+                }
             }
         }
         Ok(())

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{call_id}/annotations", post(api::annotations::create))
         .route("/calls/{call_id}/analysis/rerun", post(api::calls::rerun_analysis))
         .route("/calls/web", post(crate::webcall::create_web))
+        .route("/calls/outbound", post(crate::telephony::outbound::create))
         .route("/calls/{call_id}/end", post(crate::webcall::end))
         .route("/calls/{call_id}/recording", get(api::recording::recording))
         .route("/annotations", get(api::annotations::list))
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(open)
         .merge(crate::console::routes())
+        .merge(crate::telephony::routes())
         .nest("/v1", v1)
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
@@ -157,6 +159,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
     let speech = crate::webcall::speech_from(config)?;
+    let carrier = crate::telephony::carrier_from(config)?;
     Ok(AppState {
         store,
         config: Arc::new(config.clone()),
@@ -168,6 +171,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
         live: Arc::default(),
         clock: Arc::default(),
         workers: Arc::default(),
+        carrier,
     })
 }
 

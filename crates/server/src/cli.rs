@@ -54,6 +54,15 @@ enum Command {
         /// OpenAI-compatible chat-completions base URL for llm agents and the llm analysis engine (key in DIALNEXA_LLM_API_KEY).
         #[arg(long, env = "DIALNEXA_LLM_URL", hide_env_values = true)]
         llm: Option<String>,
+        /// The base URL at which the carrier (and browsers) reach this server, e.g. https://voice.example.com.
+        #[arg(long, env = "DIALNEXA_PUBLIC_URL", hide_env_values = true)]
+        public_url: Option<String>,
+        /// The Twilio account sid (AC...); the auth token is read from DIALNEXA_TWILIO_AUTH_TOKEN only.
+        #[arg(long, env = "DIALNEXA_TWILIO_ACCOUNT_SID", hide_env_values = true)]
+        twilio_account_sid: Option<String>,
+        /// The Twilio REST API base (default https://api.twilio.com; a simulator's URL for `dialnexa dev carrier`).
+        #[arg(long, env = "DIALNEXA_TWILIO_API_BASE", hide_env_values = true)]
+        twilio_api_base: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -180,10 +189,20 @@ fn store_overrides(store: StoreArgs) -> Overrides {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { listen, store, demo, asr, tts, llm } => {
+        Command::Serve { listen, store, demo, asr, tts, llm, public_url, twilio_account_sid, twilio_api_base } => {
             let config = Config::load(
                 cli.config.as_deref(),
-                &Overrides { listen, demo: demo.then_some(true), asr: given(asr), tts: given(tts), llm_url: given(llm), ..store_overrides(store) },
+                &Overrides {
+                    listen,
+                    demo: demo.then_some(true),
+                    asr: given(asr),
+                    tts: given(tts),
+                    llm_url: given(llm),
+                    public_url: given(public_url),
+                    twilio_account_sid: given(twilio_account_sid),
+                    twilio_api_base: given(twilio_api_base),
+                    ..store_overrides(store)
+                },
             )?;
             let state = crate::app::prepare(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

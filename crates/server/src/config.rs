@@ -87,6 +87,22 @@ pub struct Config {
     pub handoff_min_match_confidence: f64,
     /// Rows `GET /v1/calls/export` reads from the database per page.
     pub export_page_rows: u32,
+    /// The Twilio account phone calls go through (`AC…`); with the auth token it enables telephony.
+    pub twilio_account_sid: Option<String>,
+    /// Secret: the Twilio account's auth token (signs webhooks, authenticates REST calls).
+    pub twilio_auth_token: Option<String>,
+    /// The Twilio REST API base (the simulator's address in tests and `dialnexa dev carrier`).
+    pub twilio_api_base: String,
+    /// How long an outbound call rings before it is `no_answer`.
+    pub ring_timeout_secs: u32,
+    /// How often open phone calls are checked against the carrier (and how old one must be).
+    pub reconcile_interval_secs: u64,
+    /// How far ahead of real time agent audio goes to the carrier (it buffers and plays it smoothly).
+    pub playout_lead_ms: u64,
+    /// How long a phone call's media-stream token may wait before the carrier connects with it.
+    pub stream_token_ttl_secs: u64,
+    /// Concurrent outbound calls one number may have; more are refused.
+    pub max_calls_per_number: u32,
 }
 
 impl Default for Config {
@@ -129,6 +145,14 @@ impl Default for Config {
             handoff_dedup_window_days: 7,
             handoff_min_match_confidence: 0.8,
             export_page_rows: 2000,
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_api_base: dialnexa_voice::carrier::twilio::DEFAULT_API_BASE.into(),
+            ring_timeout_secs: 30,
+            reconcile_interval_secs: 60,
+            playout_lead_ms: 200,
+            stream_token_ttl_secs: 60,
+            max_calls_per_number: 10,
         }
     }
 }
@@ -174,6 +198,14 @@ impl std::fmt::Debug for Config {
             .field("handoff_dedup_window_days", &self.handoff_dedup_window_days)
             .field("handoff_min_match_confidence", &self.handoff_min_match_confidence)
             .field("export_page_rows", &self.export_page_rows)
+            .field("twilio_account_sid", &self.twilio_account_sid)
+            .field("twilio_auth_token", &secret(&self.twilio_auth_token))
+            .field("twilio_api_base", &self.twilio_api_base)
+            .field("ring_timeout_secs", &self.ring_timeout_secs)
+            .field("reconcile_interval_secs", &self.reconcile_interval_secs)
+            .field("playout_lead_ms", &self.playout_lead_ms)
+            .field("stream_token_ttl_secs", &self.stream_token_ttl_secs)
+            .field("max_calls_per_number", &self.max_calls_per_number)
             .finish()
     }
 }
@@ -265,6 +297,14 @@ pub const SETTINGS: &[Setting] = &[
     s("handoff_dedup_window_days", Kind::U32, "how far back the same issue from the same caller counts as a repeat"),
     s("handoff_min_match_confidence", Kind::F64, "a caller matched with less confidence than this (0..1) goes to review first"),
     s("export_page_rows", Kind::U32, "rows GET /v1/calls/export reads from the database per page"),
+    s("twilio_account_sid", Kind::OptionalText, "the Twilio account sid (AC...); with the auth token it enables phone calls"),
+    secret("twilio_auth_token", "the Twilio account's auth token"),
+    s("twilio_api_base", Kind::Text, "the Twilio REST API base (default https://api.twilio.com; the simulator's URL in tests)"),
+    s("ring_timeout_secs", Kind::U32, "how long an outbound call rings before it is no_answer"),
+    s("reconcile_interval_secs", Kind::U64, "how often open phone calls are checked against the carrier"),
+    s("playout_lead_ms", Kind::U64, "how far ahead of real time agent audio goes to the carrier"),
+    s("stream_token_ttl_secs", Kind::U64, "how long a phone call's media-stream token may wait before it is used"),
+    s("max_calls_per_number", Kind::U32, "concurrent outbound calls one number may have"),
 ];
 
 /// `DIALNEXA_*` variables that are not settings of [`Config`], and who reads them.
@@ -308,6 +348,12 @@ pub struct Overrides {
     pub llm_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_account_sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_api_base: Option<String>,
 }
 
 /// A value read from the environment, typed by its setting's [`Kind`].
@@ -599,7 +645,7 @@ mod tests {
             assert!(shown.contains(&format!("{f}:")), "Debug misses {f}");
         }
         let secrets: Vec<&str> = SETTINGS.iter().filter(|s| s.secret).map(|s| s.key).collect();
-        assert_eq!(secrets, ["database_url", "admin_key", "llm_api_key", "speech_api_key"]);
+        assert_eq!(secrets, ["database_url", "admin_key", "llm_api_key", "speech_api_key", "twilio_auth_token"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod handoffs;
 pub mod idempotency;
 pub mod llmcall;
 pub mod state;
+pub mod telephony;
 pub mod testcall;
 pub mod webcall;
 pub mod worker;

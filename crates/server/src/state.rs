@@ -27,4 +27,6 @@ pub struct AppState {
     pub clock: Arc<crate::clock::Clock>,
     /// Whether this node's workers are running (for `/readyz`).
     pub workers: Arc<crate::worker::WorkerHealth>,
+    /// The phone carrier, when configured (phone calls need it).
+    pub carrier: Option<Arc<dyn dialnexa_voice::carrier::Carrier>>,
 }

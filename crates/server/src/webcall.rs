@@ -82,7 +82,7 @@ impl LiveCalls {
         g.slots += 1;
         Some(LiveSlot { live: self.clone(), call_id: None })
     }
-    fn sender(&self, call_id: &str) -> Option<mpsc::Sender<Inbound>> {
+    pub(crate) fn sender(&self, call_id: &str) -> Option<mpsc::Sender<Inbound>> {
         self.lock().calls.get(call_id).cloned()
     }
 }
@@ -95,12 +95,12 @@ pub struct LiveSlot {
 
 impl LiveSlot {
     /// The call is reachable (`POST /v1/calls/{id}/end`) through `tx`.
-    fn attach(&mut self, call_id: &str, tx: mpsc::Sender<Inbound>) {
+    pub(crate) fn attach(&mut self, call_id: &str, tx: mpsc::Sender<Inbound>) {
         self.live.lock().calls.insert(call_id.to_owned(), tx);
         self.call_id = Some(call_id.to_owned());
     }
     /// The call is no longer reachable (its evidence is being stored); the slot stays held.
-    fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         if let Some(id) = self.call_id.take() {
             self.live.lock().calls.remove(&id);
         }
@@ -115,7 +115,7 @@ impl Drop for LiveSlot {
     }
 }
 
-fn too_many_live_calls(state: &AppState) -> ApiError {
+pub(crate) fn too_many_live_calls(state: &AppState) -> ApiError {
     let max = state.config.max_live_calls;
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -126,7 +126,7 @@ fn too_many_live_calls(state: &AppState) -> ApiError {
 }
 
 /// An error answer; `too_many_live_calls` carries `Retry-After`.
-fn error_response(e: ApiError) -> Response {
+pub(crate) fn error_response(e: ApiError) -> Response {
     let retry = e.code == "too_many_live_calls";
     let mut resp = e.into_response();
     if retry {
@@ -168,7 +168,7 @@ pub struct WebCallOut {
     pub expires_at: String,
 }
 
-fn ws_base(state: &AppState) -> String {
+pub(crate) fn ws_base(state: &AppState) -> String {
     let base = state.config.public_base();
     if let Some(rest) = base.strip_prefix("https://") { format!("wss://{rest}") } else { format!("ws://{}", base.trim_start_matches("http://")) }
 }
@@ -338,7 +338,7 @@ fn bytes_from_pcm(s: &[i16]) -> Vec<u8> {
     s.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-async fn build_agent(state: &AppState, config: &Value, variables: BTreeMap<String, String>) -> Result<Box<dyn LiveAgent>, String> {
+pub(crate) async fn build_agent(state: &AppState, config: &Value, variables: BTreeMap<String, String>) -> Result<Box<dyn LiveAgent>, String> {
     match AgentConfig::parse(config).map_err(|e| e.to_string())? {
         AgentConfig::Flow(f) => Ok(Box::new(FlowAgent::new(Arc::new(f), variables).map_err(|e| e.to_string())?)),
         AgentConfig::Llm(l) => crate::llmcall::agent(state, l, variables),
@@ -457,6 +457,8 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
         while let Some(o) = out_rx.recv().await {
             let msg = match o {
                 Outbound::Audio(a) => Message::Binary(bytes_from_pcm(&a).into()),
+                // The browser plays what it gets as it gets it: no marks, nothing to clear.
+                Outbound::Mark(_) | Outbound::Clear => continue,
                 Outbound::Event(v) => {
                     let last = v["type"] == "call_ended";
                     if sink.send(Message::Text(v.to_string().into())).await.is_err() {
@@ -497,7 +499,7 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
     slot.detach();
     let _ = writer.await;
     let bad = bad_frames.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let done = finish(&state, &call_id, started_at, outcome, bad).await;
+    let done = finish(&state, &call_id, started_at, outcome, bad, "web", None).await;
     if let Err(e) = tokio::fs::remove_dir_all(&staging).await {
         tracing::warn!(call_id = %call_id, error = %e, "recording tracks not removed");
     }
@@ -511,20 +513,31 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
 }
 
 /// The WebSocket refused a frame or message over its size limit.
-fn is_over_limit(e: &axum::Error) -> bool {
+pub(crate) fn is_over_limit(e: &axum::Error) -> bool {
     // axum does not expose tungstenite's error type; its capacity error reads so.
     let text = e.to_string();
     text.contains("Space limit exceeded") || text.contains("Message too long")
 }
 
-async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp, o: LiveOutcome, bad: Vec<String>) -> Result<(), dialnexa_store::StoreError> {
+/// A live call ended: its final state and evidence, and its analysis queued. `bad` lists
+/// what the other side sent that was not understood; `entry_point` labels the metric;
+/// `transfer` is the transfer data when the transport carried one out (else the agent's request).
+pub(crate) async fn finish(
+    state: &AppState,
+    call_id: &CallId,
+    started_at: jiff::Timestamp,
+    o: LiveOutcome,
+    bad: Vec<String>,
+    entry_point: &'static str,
+    transfer: Option<Value>,
+) -> Result<(), dialnexa_store::StoreError> {
     let reason = o.disconnection_reason.unwrap_or(DisconnectionReason::UserHangup);
     let ended_at = started_at + jiff::SignedDuration::from_millis(o.duration_ms as i64);
     let at = |ms: u64| started_at + jiff::SignedDuration::from_millis(ms as i64);
     let mut timeline: Vec<TimelineEvent> =
         o.timeline.iter().map(|e| TimelineEvent { at: at(e.offset_ms), offset_ms: e.offset_ms, kind: e.kind.clone(), detail: e.detail.clone() }).collect();
     for b in bad {
-        timeline.push(TimelineEvent { at: ended_at, offset_ms: o.duration_ms, kind: "bad_audio".into(), detail: format!("the browser sent {b}") });
+        timeline.push(TimelineEvent { at: ended_at, offset_ms: o.duration_ms, kind: "bad_audio".into(), detail: format!("the caller's side sent {b}") });
     }
     let status = CallStatus::Ongoing.transition(reason.final_status()).unwrap_or(CallStatus::Ended);
     timeline.push(TimelineEvent { at: ended_at, offset_ms: o.duration_ms, kind: "status_changed".into(), detail: format!("ongoing → {status} ({reason})") });
@@ -573,7 +586,7 @@ async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp,
         ended_at,
         duration_ms: o.duration_ms,
         extracted_fields: o.fields.clone(),
-        transfer: o.transfer.as_ref().map(|t| json!({ "to": t.to, "at_ms": t.at_ms, "status": "requested" })),
+        transfer: transfer.or_else(|| o.transfer.as_ref().map(|t| json!({ "to": t.to, "at_ms": t.at_ms, "status": "requested" }))),
         recording,
         audio_cache_hits: o.cache_hits,
         audio_cache_misses: o.cache_misses,
@@ -583,7 +596,7 @@ async fn finish(state: &AppState, call_id: &CallId, started_at: jiff::Timestamp,
     };
     let work = crate::worker::analysis_work(call_id, "1", plan.max_attempts);
     state.store.finish_live_call(call_id, &f, &[work], now).await?;
-    metrics::counter!("dialnexa_calls_total", "entry_point" => "web", "status" => status.as_str()).increment(1);
+    metrics::counter!("dialnexa_calls_total", "entry_point" => entry_point, "status" => status.as_str()).increment(1);
     Ok(())
 }
 

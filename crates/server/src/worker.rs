@@ -134,7 +134,16 @@ pub async fn run(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
 }
 
 async fn poll(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    // Phone calls are reconciled with the carrier at start, then every interval.
+    let mut reconciled: Option<std::time::Instant> = None;
     loop {
+        let every = Duration::from_secs(state.config.reconcile_interval_secs.max(1));
+        if state.carrier.is_some() && reconciled.is_none_or(|t| t.elapsed() >= every) {
+            reconciled = Some(std::time::Instant::now());
+            if let Err(e) = crate::telephony::reconcile::run(&state, jiff::Timestamp::now()).await {
+                tracing::error!(error = %e, "reconciliation with the carrier failed");
+            }
+        }
         let worked = match run_once(&state).await {
             Ok(n) => n,
             Err(e) => {

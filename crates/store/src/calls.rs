@@ -60,8 +60,14 @@ pub(crate) fn row_from(r: &AnyRow) -> Result<CallRow> {
 }
 
 pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
-    let c = &call.row;
     let mut tx = s.begin_write().await?;
+    insert_call_in(&mut tx, call, work, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_call_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, call: &NewCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
+    let c = &call.row;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO calls ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
     )))
@@ -93,7 +99,7 @@ pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], 
     .bind(c.metadata.to_string())
     .bind(ms(now))
     .bind(c.timezone.as_deref())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(|e| conflict_on_unique(e, "call already exists"))?;
     for t in &call.transcript {
@@ -104,7 +110,7 @@ pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], 
             .bind(&t.text)
             .bind(i64_of(t.start_ms))
             .bind(i64_of(t.end_ms))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     for (seq, e) in call.timeline.iter().enumerate() {
@@ -115,13 +121,12 @@ pub(crate) async fn insert_call(s: &SqlStore, call: &NewCall, work: &[NewWork], 
             .bind(i64_of(e.offset_ms))
             .bind(&e.kind)
             .bind(&e.detail)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     for w in work {
-        insert_work(&mut tx, w, now).await?;
+        insert_work(tx, w, now).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -510,7 +515,7 @@ pub(crate) async fn set_call_status(s: &SqlStore, id: &CallId, status: &str, sta
     Ok(())
 }
 
-async fn append_events(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &CallId, events: &[TimelineEvent]) -> Result<()> {
+pub(crate) async fn append_events(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &CallId, events: &[TimelineEvent]) -> Result<()> {
     let r = sqlx::query("SELECT COALESCE(MAX(seq), -1) AS last FROM call_events WHERE call_id = $1").bind(id.as_str()).fetch_one(&mut **tx).await?;
     let first: i64 = get::<i64>(&r, "last")? + 1;
     for (seq, e) in (first..).zip(events.iter()) {
@@ -594,9 +599,13 @@ pub(crate) async fn finish_live_call(s: &SqlStore, id: &CallId, f: &crate::Finis
 /// reason on their timeline. Only for a single node (the caller decides).
 pub(crate) async fn sweep_interrupted(s: &SqlStore, now: jiff::Timestamp) -> Result<Vec<CallId>> {
     let mut tx = s.begin_write().await?;
-    let rows = sqlx::query("SELECT call_id FROM calls WHERE status = 'ongoing' AND entry_point IN ('web', 'inbound', 'outbound', 'batch', 'workflow')")
-        .fetch_all(&mut *tx)
-        .await?;
+    // Phone calls are not swept: the carrier knows how they ended, and reconciliation asks it.
+    let rows = sqlx::query(
+        "SELECT call_id FROM calls WHERE status = 'ongoing' AND entry_point IN ('web', 'inbound', 'outbound', 'batch', 'workflow') \
+         AND call_id NOT IN (SELECT call_id FROM carrier_calls)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let mut swept = vec![];
     for r in rows {
         let id = CallId::parse(&get::<String>(&r, "call_id")?).map_err(corrupt)?;

@@ -10,6 +10,7 @@
 
 mod agents;
 mod calls;
+mod carrier;
 mod db;
 pub mod handoffs;
 mod keys;
@@ -98,6 +99,25 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep_interrupted(&self, now: jiff::Timestamp) -> Result<Vec<CallId>>;
     /// A live call ends: final state, evidence and work, in one transaction.
     async fn finish_live_call(&self, call_id: &CallId, finished: &FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()>;
+    /// A phone call and its carrier leg, in one transaction.
+    async fn insert_phone_call(&self, call: &NewCall, leg: &CarrierLeg, now: jiff::Timestamp) -> Result<()>;
+    /// The leg with this carrier call id.
+    async fn find_carrier_leg(&self, carrier: &str, carrier_sid: &str) -> Result<Option<CarrierLeg>>;
+    async fn get_carrier_leg(&self, call_id: &CallId) -> Result<Option<CarrierLeg>>;
+    /// The carrier answered the create with its call id (and a first status).
+    async fn set_carrier_sid(&self, call_id: &CallId, carrier_sid: &str, raw_status: &str, rank: u8, now: jiff::Timestamp) -> Result<()>;
+    /// Apply a carrier status when it moves the leg forward; true when it did.
+    async fn advance_carrier_leg(&self, call_id: &CallId, raw_status: &str, rank: u8, answered_by: Option<&str>, now: jiff::Timestamp) -> Result<bool>;
+    /// Merge keys into the leg's details; the merged details.
+    async fn merge_carrier_details(&self, call_id: &CallId, patch: &serde_json::Value, now: jiff::Timestamp) -> Result<serde_json::Value>;
+    /// Open phone calls created before `before`, oldest first, with their call status.
+    async fn open_carrier_legs(&self, before: jiff::Timestamp, limit: u32) -> Result<Vec<(CarrierLeg, String)>>;
+    /// Add events to a call's timeline.
+    async fn add_call_events(&self, call_id: &CallId, events: &[dialnexa_core::TimelineEvent]) -> Result<()>;
+    /// Replace a call's transfer data (and say why on its timeline).
+    async fn set_call_transfer(&self, call_id: &CallId, transfer: &serde_json::Value, event: &dialnexa_core::TimelineEvent) -> Result<()>;
+    /// Outbound phone calls from this number that have not ended.
+    async fn count_open_calls_from(&self, number: &str) -> Result<i64>;
     /// Set the call's `analysis` object (pending, failed ...) without other changes.
     async fn set_call_analysis(&self, call_id: &CallId, analysis: &serde_json::Value, now: jiff::Timestamp) -> Result<()>;
     /// Write an analysis onto its call, complete the work item that produced it and enqueue
@@ -274,6 +294,36 @@ impl Store for SqlStore {
     }
     async fn sweep_interrupted(&self, now: jiff::Timestamp) -> Result<Vec<CallId>> {
         calls::sweep_interrupted(self, now).await
+    }
+    async fn insert_phone_call(&self, call: &NewCall, leg: &CarrierLeg, now: jiff::Timestamp) -> Result<()> {
+        carrier::insert_phone_call(self, call, leg, now).await
+    }
+    async fn find_carrier_leg(&self, carrier_name: &str, carrier_sid: &str) -> Result<Option<CarrierLeg>> {
+        carrier::find_leg(self, carrier_name, carrier_sid).await
+    }
+    async fn get_carrier_leg(&self, call_id: &CallId) -> Result<Option<CarrierLeg>> {
+        carrier::get_leg(self, call_id).await
+    }
+    async fn set_carrier_sid(&self, call_id: &CallId, carrier_sid: &str, raw_status: &str, rank: u8, now: jiff::Timestamp) -> Result<()> {
+        carrier::set_sid(self, call_id, carrier_sid, raw_status, rank, now).await
+    }
+    async fn advance_carrier_leg(&self, call_id: &CallId, raw_status: &str, rank: u8, answered_by: Option<&str>, now: jiff::Timestamp) -> Result<bool> {
+        carrier::advance(self, call_id, raw_status, rank, answered_by, now).await
+    }
+    async fn merge_carrier_details(&self, call_id: &CallId, patch: &serde_json::Value, now: jiff::Timestamp) -> Result<serde_json::Value> {
+        carrier::merge_details(self, call_id, patch, now).await
+    }
+    async fn open_carrier_legs(&self, before: jiff::Timestamp, limit: u32) -> Result<Vec<(CarrierLeg, String)>> {
+        carrier::open_legs(self, before, limit).await
+    }
+    async fn add_call_events(&self, call_id: &CallId, events: &[dialnexa_core::TimelineEvent]) -> Result<()> {
+        carrier::add_events(self, call_id, events).await
+    }
+    async fn set_call_transfer(&self, call_id: &CallId, transfer: &serde_json::Value, event: &dialnexa_core::TimelineEvent) -> Result<()> {
+        carrier::set_transfer(self, call_id, transfer, event).await
+    }
+    async fn count_open_calls_from(&self, number: &str) -> Result<i64> {
+        carrier::count_open_from(self, number).await
     }
     async fn finish_live_call(&self, call_id: &CallId, finished: &FinishedCall, work: &[NewWork], now: jiff::Timestamp) -> Result<()> {
         calls::finish_live_call(self, call_id, finished, work, now).await

@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_delivery.sql"),
         postgres: include_str!("../migrations/postgres/0005_delivery.sql"),
     },
+    Migration {
+        version: 6,
+        name: "carrier",
+        sqlite: include_str!("../migrations/sqlite/0006_carrier.sql"),
+        postgres: include_str!("../migrations/postgres/0006_carrier.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &SqlStore) -> Result<()> {

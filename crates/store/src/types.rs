@@ -421,3 +421,25 @@ pub struct FinishedCall {
     pub timeline: Vec<TimelineEvent>,
     pub transcript: Vec<TranscriptTurn>,
 }
+
+/// A phone call's leg at its carrier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarrierLeg {
+    pub call_id: CallId,
+    /// `twilio`.
+    pub carrier: String,
+    /// The carrier's call id (`CA…`); none until the carrier has answered a create.
+    pub carrier_sid: Option<String>,
+    /// The carrier's own status name (`queued`, `ringing`, `in-progress`, `busy`, ...).
+    pub raw_status: String,
+    /// Its progress order: a status of a lower rank never replaces one of a higher.
+    pub status_rank: u8,
+    /// The carrier's machine-detection answer (`human`, `machine_end_beep`, ...).
+    pub answered_by: Option<String>,
+    pub ringing_at: Option<jiff::Timestamp>,
+    pub answered_at: Option<jiff::Timestamp>,
+    /// What the leg needs later: the voicemail policy, a transfer in progress, ...
+    pub details: serde_json::Value,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}

@@ -3,6 +3,7 @@
 //! Today: the `flow` runtime ([`FlowSession`]), driven turn by turn, and text test calls
 //! ([`run_text_call`]) on a simulated speech clock.
 
+pub mod carrier;
 mod extract;
 pub mod live;
 pub mod llm_agent;

@@ -30,6 +30,8 @@ pub enum FlowEventKind {
     MaxTurnsReached,
     /// The runtime guard against a loop that never waits (validation refuses those graphs).
     LoopBoundReached,
+    /// The caller pressed keypad keys (DTMF).
+    DigitsPressed,
 }
 
 impl FlowEventKind {
@@ -43,6 +45,7 @@ impl FlowEventKind {
             Self::Transfer => "transfer",
             Self::MaxTurnsReached => "max_turns_reached",
             Self::LoopBoundReached => "loop_bound_reached",
+            Self::DigitsPressed => "digits_pressed",
         }
     }
 }
@@ -142,6 +145,8 @@ pub struct FlowSession {
     state: State,
     agent_turns: u32,
     last_caller_text: String,
+    /// The keys pressed at the last wait, when the caller answered with the keypad.
+    last_digits: Option<String>,
 }
 
 /// Collects what one step produces.
@@ -174,7 +179,15 @@ impl FlowSession {
         config.flow.validate(&config.variables, "flow")?;
         let mut merged = config.variables.clone();
         merged.extend(variables);
-        Ok(Self { config, variables: merged, collected: BTreeMap::new(), state: State::NotStarted, agent_turns: 0, last_caller_text: String::new() })
+        Ok(Self {
+            config,
+            variables: merged,
+            collected: BTreeMap::new(),
+            state: State::NotStarted,
+            agent_turns: 0,
+            last_caller_text: String::new(),
+            last_digits: None,
+        })
     }
 
     /// The agent's opening: everything up to the first wait (or the end).
@@ -198,6 +211,7 @@ impl FlowSession {
             State::Waiting { node, attempt } => (node, attempt),
         };
         self.last_caller_text = text.to_owned();
+        self.last_digits = None;
         let config = Arc::clone(&self.config);
         let mut b = StepBuilder::new();
         let outcome = match config.flow.nodes.get(node_index) {
@@ -205,6 +219,32 @@ impl FlowSession {
             Some(Node::Collect(c)) => self.answer_collect(node_index, c, attempt, text, &mut b),
             // Only ask and collect nodes wait; anything else here is a runtime bug, and
             // ending the call beats guessing where to go.
+            _ => self.end(Some(node_index), Ending::AgentHangup),
+        };
+        Ok(b.finish(outcome))
+    }
+
+    /// The caller pressed keypad keys (DTMF) where the flow waits: at an `ask` node they are
+    /// the answer a following `branch` on `digits` inspects; at a `collect` node they are the
+    /// answer itself (an account number typed on the keypad).
+    pub fn caller_pressed(&mut self, digits: &str) -> Result<Step, SessionError> {
+        let (node_index, attempt) = match self.state {
+            State::NotStarted => return Err(SessionError::NotStarted),
+            State::Ended { .. } => return Err(SessionError::Ended),
+            State::Waiting { node, attempt } => (node, attempt),
+        };
+        let digits: String = digits.chars().filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#')).take(64).collect();
+        self.last_caller_text = String::new();
+        self.last_digits = Some(digits.clone());
+        let config = Arc::clone(&self.config);
+        let mut b = StepBuilder::new();
+        b.event(FlowEventKind::DigitsPressed, format!("the caller pressed {digits}"));
+        let outcome = match config.flow.nodes.get(node_index) {
+            Some(Node::Ask(a)) => self.goto(&a.next, &mut b),
+            Some(Node::Collect(c)) => {
+                let typed = digits.trim_end_matches('#').to_owned();
+                self.answer_collect(node_index, c, attempt, &typed, &mut b)
+            }
             _ => self.end(Some(node_index), Ending::AgentHangup),
         };
         Ok(b.finish(outcome))
@@ -416,6 +456,10 @@ impl FlowSession {
             CaseTest::In(list) => value.filter(|v| list.iter().any(|w| values_equal(v, w))).map(|v| format!("{field} = {v}, one of the listed values")),
             CaseTest::Present(true) => value.map(|v| format!("{field} was collected ({v})")),
             CaseTest::Present(false) => value.is_none().then(|| format!("{field} was not collected")),
+            CaseTest::Digits(want) => {
+                let pressed = self.last_digits.as_deref()?;
+                (pressed.trim_end_matches('#') == want.trim_end_matches('#')).then(|| format!("the caller pressed {pressed}"))
+            }
         }
     }
 }
@@ -453,6 +497,7 @@ pub(crate) mod tests_support {
             state: State::NotStarted,
             agent_turns: 0,
             last_caller_text: String::new(),
+            last_digits: None,
         }
     }
 }

@@ -119,6 +119,10 @@ pub struct CallOut {
     pub handoffs: Vec<super::handoffs::HandoffOut>,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// Phone calls: the carrier's side, `{carrier, carrier_call_sid, carrier_status, answered_by
+    /// (human|machine|unknown), answered_by_raw, ringing_at, answered_at}`; null for web and test calls.
+    #[schema(value_type = Object)]
+    pub telephony: Option<Value>,
 }
 
 /// One row of the call history.
@@ -216,6 +220,7 @@ impl From<CallDetail> for CallOut {
             annotations: d.annotations.into_iter().map(AnnotationOut::from).collect(),
             handoffs: vec![],
             metadata: r.metadata,
+            telephony: None,
         }
     }
 }
@@ -373,5 +378,16 @@ pub async fn call_out(state: &AppState, detail: CallDetail) -> ApiResult<CallOut
     let id = detail.row.call_id.clone();
     let mut out = CallOut::from(detail);
     out.handoffs = super::handoffs::for_call(state, &id).await?;
+    if let Some(leg) = state.store.get_carrier_leg(&id).await? {
+        out.telephony = Some(serde_json::json!({
+            "carrier": leg.carrier,
+            "carrier_call_sid": leg.carrier_sid,
+            "carrier_status": leg.raw_status,
+            "answered_by": leg.answered_by.as_deref().map(|a| dialnexa_voice::carrier::AnsweredBy::parse(a).as_str()),
+            "answered_by_raw": leg.answered_by,
+            "ringing_at": leg.ringing_at.map(|t| t.to_string()),
+            "answered_at": leg.answered_at.map(|t| t.to_string()),
+        }));
+    }
     Ok(out)
 }

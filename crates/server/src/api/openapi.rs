@@ -43,6 +43,7 @@ impl Modify for BearerKey {
         routes::resolve,
         calls::create_test, calls::list, calls::get_one, calls::rerun_analysis, export::export, recording::recording,
         crate::webcall::create_web, crate::webcall::stream, crate::webcall::end,
+        crate::telephony::outbound::create, crate::telephony::voice, crate::telephony::status, crate::telephony::dial_action, crate::telephony::media::stream,
         annotations::create, annotations::list,
         integrations::create, integrations::list, integrations::get_one, integrations::recommended_rules,
         handoffs::list, handoffs::get_one, handoffs::retry, handoffs::list_reviews, handoffs::approve, handoffs::reject,
@@ -52,7 +53,7 @@ impl Modify for BearerKey {
     components(schemas(ErrorOut, ErrorBody)),
     modifiers(&BearerKey),
     security(("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "routes"), (name = "calls"), (name = "handoffs"), (name = "operations"))
+    tags((name = "agents"), (name = "phone numbers"), (name = "routes"), (name = "calls"), (name = "handoffs"), (name = "telephony"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

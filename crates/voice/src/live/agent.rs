@@ -41,6 +41,8 @@ pub trait LiveAgent: Send {
     async fn start(&mut self) -> mpsc::Receiver<AgentEvent>;
     /// The agent's reply to a caller turn.
     async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent>;
+    /// The caller pressed keypad keys (DTMF) as their turn.
+    async fn pressed(&mut self, digits: &str) -> mpsc::Receiver<AgentEvent>;
     /// The agent was cut off after saying `spoken`.
     fn interrupted(&mut self, spoken: &str);
 }
@@ -92,6 +94,9 @@ impl LiveAgent for FlowAgent {
     }
     async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent> {
         events(self.session.caller_said(caller))
+    }
+    async fn pressed(&mut self, digits: &str) -> mpsc::Receiver<AgentEvent> {
+        events(self.session.caller_pressed(digits))
     }
     fn interrupted(&mut self, _spoken: &str) {
         // A flow's next step does not depend on how much of the last prompt was heard.
@@ -163,6 +168,11 @@ impl LiveAgent for LlmAgent {
     }
     async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent> {
         llm_events(self.session.caller_said(caller), Some(caller))
+    }
+    async fn pressed(&mut self, digits: &str) -> mpsc::Receiver<AgentEvent> {
+        // The model reads the keys as the caller's turn, marked as typed rather than spoken.
+        let turn = format!("[keypad] the caller pressed: {digits}");
+        llm_events(self.session.caller_said(&turn), Some(&turn))
     }
     fn interrupted(&mut self, spoken: &str) {
         self.session.interrupted(spoken);

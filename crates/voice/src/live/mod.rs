@@ -42,6 +42,12 @@ pub enum Inbound {
     Terminate,
     /// The caller's side broke the media protocol (what it did): the call ends `error_protocol`.
     ProtocolError(String),
+    /// The caller pressed a keypad key (DTMF).
+    Dtmf(char),
+    /// A mark sent with [`Outbound::Mark`] came back: the audio before it has played.
+    Mark(String),
+    /// The media path broke off (the carrier's socket dropped without a stop): `error_media_dropped`.
+    MediaLost(String),
 }
 
 /// What the call sends to the caller's side.
@@ -49,6 +55,10 @@ pub enum Inbound {
 pub enum Outbound {
     Audio(Vec<i16>),
     Event(Value),
+    /// With `LiveConfig::marks`: echo this name once the audio sent before it has played.
+    Mark(String),
+    /// With `LiveConfig::marks`: drop the audio sent but not played yet (barge-in).
+    Clear,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +82,15 @@ pub struct LiveConfig {
     /// (`LiveOutcome::recording`); without it they are kept in memory
     /// (`LiveOutcome::caller_audio`, `agent_audio`).
     pub record_to: Option<PathBuf>,
+    /// Agent audio is sent up to this far ahead of real time (the far side buffers it and
+    /// plays it smoothly). 0: one frame per 20 ms, as it plays.
+    pub playout_lead_ms: u64,
+    /// The far side echoes marks ([`Outbound::Mark`]) as the audio before them plays: the
+    /// agent's stored turn then ends where the caller heard it, and a barge-in sends
+    /// [`Outbound::Clear`].
+    pub marks: bool,
+    /// Keypad keys pressed within this long of each other are one answer (`#` ends it at once).
+    pub dtmf_interdigit_ms: u64,
 }
 
 impl Default for LiveConfig {
@@ -87,6 +106,9 @@ impl Default for LiveConfig {
             audio_ahead_ms: 2_000,
             max_utterance_ms: 30_000,
             record_to: None,
+            playout_lead_ms: 0,
+            marks: false,
+            dtmf_interdigit_ms: 1_500,
         }
     }
 }
@@ -127,6 +149,10 @@ struct Speech {
 
 struct AgentTurn {
     text: String,
+    /// Marks name their turn, so that a late echo of an earlier turn counts for nothing.
+    seq: u64,
+    /// Played at the far side, as its echoed marks say (with `LiveConfig::marks`).
+    heard_samples: usize,
     spoken_samples: usize,
     total_samples: usize,
     started_ms: Option<u64>,
@@ -151,6 +177,19 @@ struct Engine {
     speeches: VecDeque<Speech>,
     turn: Option<AgentTurn>,
     ending: Option<DisconnectionReason>,
+    /// When the agent audio sent so far will have played out (ms from the start).
+    play_clock: u64,
+    turn_seq: u64,
+    /// The last mark sent and not echoed yet.
+    mark_pending: Option<String>,
+    frames_since_mark: u32,
+}
+
+/// Agent audio between two marks (with `LiveConfig::marks`): the precision of "what was heard".
+const MARK_EVERY_FRAMES: u32 = 5;
+
+fn new_turn(seq: u64, answering: Option<u64>) -> AgentTurn {
+    AgentTurn { text: String::new(), seq, heard_samples: 0, spoken_samples: 0, total_samples: 0, started_ms: None, ended_ms: 0, answering }
 }
 
 fn ms_since(start: Instant) -> u64 {
@@ -225,14 +264,11 @@ impl Engine {
                 }
             });
         }
-        let turn = self.turn.get_or_insert_with(|| AgentTurn {
-            text: String::new(),
-            spoken_samples: 0,
-            total_samples: 0,
-            started_ms: None,
-            ended_ms: 0,
-            answering: None,
-        });
+        if self.turn.is_none() {
+            self.turn_seq += 1;
+        }
+        let seq = self.turn_seq;
+        let turn = self.turn.get_or_insert_with(|| new_turn(seq, None));
         if !turn.text.is_empty() {
             turn.text.push(' ');
         }
@@ -282,17 +318,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Play one frame of agent audio, if any.
+    /// Send agent audio: one frame per 20 ms as it plays, or up to `playout_lead_ms` ahead.
     async fn play(&mut self) {
-        if self.queue.is_empty() {
-            return;
+        loop {
+            let now = self.now();
+            // 10 ms of slack: a tick that fires a little early still sends its frame.
+            if self.queue.is_empty() || self.play_clock.max(now) > now + self.cfg.playout_lead_ms.max(10) {
+                return;
+            }
+            self.play_frame(now).await;
         }
+    }
+
+    async fn play_frame(&mut self, now: u64) {
         let n = self.queue.len().min(FRAME);
         let frame: Vec<i16> = self.queue.drain(..n).collect();
-        let now = self.now();
+        // The frame plays after what was sent before it (or now, after a pause).
+        let plays_at = self.play_clock.max(now);
+        self.play_clock = plays_at + (n as u64) / 16;
+        let mut mark = None;
         if let Some(t) = self.turn.as_mut() {
             if t.started_ms.is_none() {
-                t.started_ms = Some(now);
+                t.started_ms = Some(plays_at);
                 if let Some(detected) = self.answer_detected.take() {
                     self.o.overhead_us.push(detected.elapsed().as_micros() as u64);
                 }
@@ -309,21 +356,54 @@ impl Engine {
                 let _ = self.out.send(Outbound::Event(json!({ "type": "agent_speaking", "text": text }))).await;
             }
             t.spoken_samples += n;
-            t.ended_ms = now;
+            t.ended_ms = self.play_clock;
+            if self.cfg.marks {
+                self.frames_since_mark += 1;
+                if self.frames_since_mark >= MARK_EVERY_FRAMES || self.queue.is_empty() {
+                    self.frames_since_mark = 0;
+                    mark = Some(format!("t{}:{}", t.seq, t.spoken_samples));
+                }
+            }
         }
-        let pos = (self.start.elapsed().as_millis() as u64) * 16;
-        self.rec.agent.place(pos, &frame);
+        self.rec.agent.place(plays_at * 16, &frame);
         let _ = self.out.send(Outbound::Audio(frame)).await;
+        if let Some(m) = mark {
+            self.mark_pending = Some(m.clone());
+            let _ = self.out.send(Outbound::Mark(m)).await;
+        }
+    }
+
+    /// A mark came back: the caller has heard the turn up to it.
+    fn mark_echoed(&mut self, name: &str) {
+        if self.mark_pending.as_deref() == Some(name) {
+            self.mark_pending = None;
+        }
+        let Some((seq, samples)) = name.strip_prefix('t').and_then(|r| r.split_once(':')) else { return };
+        let (Ok(seq), Ok(samples)) = (seq.parse::<u64>(), samples.parse::<usize>()) else { return };
+        if let Some(t) = self.turn.as_mut()
+            && t.seq == seq
+        {
+            t.heard_samples = t.heard_samples.max(samples.min(t.spoken_samples));
+        }
+    }
+
+    /// Audio sent that the far side has not played yet (its last mark is not back), within
+    /// the time it would take to play.
+    fn playout_pending(&self, now: u64) -> bool {
+        self.cfg.marks && self.mark_pending.is_some() && now < self.play_clock + 1_000
     }
 
     /// The agent's turn ends (finished or cut off): store it.
     async fn close_turn(&mut self, interrupted: bool) -> Option<String> {
         let t = self.turn.take()?;
         let start = t.started_ms?;
-        let text = if interrupted { spoken_part(&t.text, t.spoken_samples, t.total_samples.max(t.spoken_samples + self.queue.len())) } else { t.text.clone() };
+        // With marks, what was heard; else what was sent (it plays as it is sent).
+        let said = if self.cfg.marks { t.heard_samples } else { t.spoken_samples };
+        let text = if interrupted { spoken_part(&t.text, said, t.total_samples.max(t.spoken_samples + self.queue.len())) } else { t.text.clone() };
+        let end_ms = if interrupted && self.cfg.marks { start + (said as u64) / 16 } else { t.ended_ms.max(start) };
         let stored = if interrupted { format!("{text} —") } else { text.clone() };
         let index = self.o.transcript.len() as u32;
-        self.o.transcript.push(TranscriptTurn { index, role: Role::Agent, text: stored.clone(), start_ms: start, end_ms: t.ended_ms.max(start) });
+        self.o.transcript.push(TranscriptTurn { index, role: Role::Agent, text: stored.clone(), start_ms: start, end_ms: end_ms.max(start) });
         self.send(json!({ "type": "transcript", "role": "agent", "text": stored, "final": true, "interrupted": interrupted })).await;
         Some(text)
     }
@@ -331,8 +411,16 @@ impl Engine {
     /// Barge-in: stop talking, drop what was queued, keep what was said.
     async fn barge_in(&mut self, agent: &mut dyn LiveAgent) {
         self.speeches.clear();
-        let dropped = self.queue.len();
+        let mut dropped = self.queue.len();
         self.queue.clear();
+        if self.cfg.marks {
+            // What the far side holds and has not played is dropped there too.
+            let now = self.now();
+            dropped += (self.play_clock.saturating_sub(now) as usize) * 16;
+            self.play_clock = now;
+            self.mark_pending = None;
+            let _ = self.out.send(Outbound::Clear).await;
+        }
         if let Some(spoken) = self.close_turn(true).await {
             agent.interrupted(&spoken);
             self.event(
@@ -345,13 +433,14 @@ impl Engine {
 
     /// One event of the agent's reply, as it arrives (a streamed answer starts speaking on
     /// its first sentence).
-    fn handle(&mut self, ev: AgentEvent, caller_turn: Option<u32>) {
+    fn handle(&mut self, ev: AgentEvent, caller_turn: Option<(u32, u32)>) {
         match ev {
             AgentEvent::Say(text) => self.say(text),
             AgentEvent::Timeline { kind, detail } => self.event(&kind, detail),
             AgentEvent::Field { name, value, confidence, start, end } => {
-                if let Some(turn) = caller_turn {
-                    self.o.fields.insert(name, ExtractedField { value, confidence, span: Span { turn, start, end } });
+                // The span is in the text the agent was given; the stored turn may carry a prefix.
+                if let Some((turn, shift)) = caller_turn {
+                    self.o.fields.insert(name, ExtractedField { value, confidence, span: Span { turn, start: start + shift, end: end + shift } });
                 }
             }
             AgentEvent::Transfer { to } => {
@@ -390,6 +479,23 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<AgentEvent>>) -> Option<Agent
     }
 }
 
+/// The stored form of a keypad answer: `[keypad] 1234`.
+pub const KEYPAD_PREFIX: &str = "[keypad] ";
+
+/// The caller answered on the keypad: their turn in the transcript (its index, and where the
+/// keys start in its text).
+async fn keypad_turn(e: &mut Engine, keys: &str, at: u64) -> (u32, u32) {
+    if e.turn.as_ref().is_some_and(|t| t.started_ms.is_some()) {
+        e.close_turn(true).await;
+    }
+    let index = e.o.transcript.len() as u32;
+    let text = format!("{KEYPAD_PREFIX}{keys}");
+    e.o.transcript.push(TranscriptTurn { index, role: Role::Caller, text: text.clone(), start_ms: at, end_ms: at });
+    e.send(json!({ "type": "transcript", "role": "caller", "text": text, "final": true, "keypad": true })).await;
+    e.event("keypad_answer", format!("the caller answered on the keypad: {keys}"));
+    (index, KEYPAD_PREFIX.chars().count() as u32)
+}
+
 /// Run a call to its end. `inbound` closing counts as a hangup.
 pub async fn run_call(
     mut agent: Box<dyn LiveAgent>,
@@ -416,6 +522,10 @@ pub async fn run_call(
         speeches: VecDeque::new(),
         turn: None,
         ending: None,
+        play_clock: 0,
+        turn_seq: 0,
+        mark_pending: None,
+        frames_since_mark: 0,
     };
     let mut vad = Vad::new(cfg.vad.clone());
     let mut utterance: Vec<i16> = vec![];
@@ -436,7 +546,10 @@ pub async fn run_call(
     e.send(json!({ "type": "call_started" })).await;
     // The agent's reply in progress and the caller turn it answers.
     let mut reply: Option<mpsc::Receiver<AgentEvent>> = Some(agent.start().await);
-    let mut reply_turn: Option<u32> = None;
+    let mut reply_turn: Option<(u32, u32)> = None;
+    // Keypad keys pressed so far, and when the last one came.
+    let mut digits = String::new();
+    let mut last_digit_ms = 0u64;
 
     let reason = 'call: loop {
         tokio::select! {
@@ -453,9 +566,20 @@ pub async fn run_call(
                         e.close_turn(false).await;
                         last_activity = now;
                     }
-                    if let Some(r) = e.ending.take() {
+                    // The last words are heard before the line goes down.
+                    if e.ending.is_some() && !e.playout_pending(now) && let Some(r) = e.ending.take() {
                         break 'call r;
                     }
+                }
+                if !digits.is_empty() && now.saturating_sub(last_digit_ms) >= cfg.dtmf_interdigit_ms {
+                    let keys = std::mem::take(&mut digits);
+                    let (index, shift) = keypad_turn(&mut e, &keys, last_digit_ms).await;
+                    reprompted = false;
+                    last_activity = now;
+                    reply = Some(agent.pressed(&keys).await);
+                    reply_turn = Some((index, shift));
+                    e.turn_seq += 1;
+                    e.turn = Some(new_turn(e.turn_seq, Some(last_digit_ms)));
                 }
                 if now >= cfg.max_duration_ms {
                     e.event("max_duration", format!("the call reached its maximum duration of {} s", cfg.max_duration_ms / 1000));
@@ -482,6 +606,34 @@ pub async fn run_call(
                         e.o.error = Some(what.clone());
                         e.event("protocol_error", format!("the caller's side broke the media protocol: {what}; the call was ended"));
                         break 'call DisconnectionReason::ErrorProtocol;
+                    }
+                    Some(Inbound::MediaLost(what)) => {
+                        e.o.error = Some(what.clone());
+                        e.event("media_lost", format!("the media stream broke off: {what}"));
+                        break 'call DisconnectionReason::ErrorMediaDropped;
+                    }
+                    Some(Inbound::Mark(name)) => {
+                        e.mark_echoed(&name);
+                        continue;
+                    }
+                    Some(Inbound::Dtmf(key)) => {
+                        let now = e.now();
+                        e.event("dtmf", format!("the caller pressed {key}"));
+                        // A key pressed over the agent stops it, as speech does.
+                        if e.turn.as_ref().is_some_and(|t| t.started_ms.is_some()) {
+                            e.barge_in(agent.as_mut()).await;
+                            reply = None;
+                        }
+                        if digits.len() < 32 {
+                            digits.push(key);
+                        }
+                        last_digit_ms = now;
+                        last_activity = now;
+                        if key == '#' || digits.len() >= 32 {
+                            // Ends the answer now: the next tick hands it over.
+                            last_digit_ms = now.saturating_sub(cfg.dtmf_interdigit_ms);
+                        }
+                        continue;
                     }
                     Some(Inbound::Hangup) | None => break 'call DisconnectionReason::UserHangup,
                 };
@@ -584,8 +736,9 @@ pub async fn run_call(
                 e.o.transcript.push(TranscriptTurn { index, role: Role::Caller, text: text.clone(), start_ms: started, end_ms: end_of_speech.max(started) });
                 e.send(json!({ "type": "transcript", "role": "caller", "text": text, "final": true })).await;
                 reply = Some(agent.reply(&text).await);
-                reply_turn = Some(index);
-                e.turn = Some(AgentTurn { text: String::new(), spoken_samples: 0, total_samples: 0, started_ms: None, ended_ms: 0, answering: Some(end_of_speech) });
+                reply_turn = Some((index, 0));
+                e.turn_seq += 1;
+                e.turn = Some(new_turn(e.turn_seq, Some(end_of_speech)));
             }
             Some(()) = ready_rx.recv() => {
                 // Audio is ready: if the agent has not started talking yet, start now.
