@@ -79,6 +79,33 @@ enum Command {
         #[command(subcommand)]
         analysis: AnalysisCommand,
     },
+    /// Development tools.
+    Dev {
+        #[command(subcommand)]
+        dev: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Run the Twilio-compatible carrier simulator beside a DialNexa server (docs/telephony.md):
+    /// it holds the given numbers, sends their calls' signed webhooks to the server, streams
+    /// caller audio, and answers the REST API the server calls. Point the server at it with
+    /// DIALNEXA_TWILIO_API_BASE; both read DIALNEXA_TWILIO_ACCOUNT_SID and DIALNEXA_TWILIO_AUTH_TOKEN.
+    Carrier {
+        /// Where the simulator listens (its REST API and its /sim control API).
+        #[arg(long, default_value = "127.0.0.1:8099", value_parser = parse_listen)]
+        listen: std::net::SocketAddr,
+        /// The DialNexa server the carrier calls (its public URL).
+        #[arg(long, env = "DIALNEXA_PUBLIC_URL", hide_env_values = true, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A number the simulated account holds (repeat the flag for several).
+        #[arg(long = "number", default_value = "+15550100000")]
+        numbers: Vec<String>,
+        /// Speech synthesis for the callers' scripts: wyoming://HOST:PORT or https://.../v1 (without it callers speak a tone).
+        #[arg(long, env = "DIALNEXA_TTS", hide_env_values = true)]
+        tts: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +244,34 @@ async fn run(cli: Cli) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())
+        }
+        Command::Dev { dev: DevCommand::Carrier { listen, server, numbers, tts } } => {
+            let config = Config::load(cli.config.as_deref(), &Overrides::default())?;
+            let (Some(sid), Some(token)) = (config.twilio_account_sid.clone(), config.twilio_auth_token.clone()) else {
+                return Err("the simulator needs the account the server uses: set DIALNEXA_TWILIO_ACCOUNT_SID and DIALNEXA_TWILIO_AUTH_TOKEN".into());
+            };
+            let mut cfg = dialnexa_carrier_sim::SimConfig::new(sid, token);
+            if let Some(url) = given(tts).or(config.tts.clone()) {
+                cfg = cfg
+                    .with_tts(dialnexa_voice::speech::tts_from_url(&url, config.speech_api_key.clone(), config.tts_voice.clone()).map_err(|e| e.to_string())?);
+            }
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let sim = dialnexa_carrier_sim::CarrierSim::start_on(listener, cfg).await;
+            let server = server.trim_end_matches('/').to_owned();
+            for n in &numbers {
+                dialnexa_core::PhoneNumber::parse(n).map_err(|e| format!("--number {n}: {e}"))?;
+                sim.set_number(n, &format!("{server}/telephony/twilio/voice"), Some(&format!("{server}/telephony/twilio/status")));
+            }
+            let base = sim.api_base();
+            println!("Carrier simulator on {base}: start DialNexa with DIALNEXA_TWILIO_API_BASE={base}");
+            println!("Numbers {} send their calls to {server}/telephony/twilio/voice", numbers.join(", "));
+            println!(
+                "Place a call:  curl -X POST {base}/sim/calls -H 'content-type: application/json' -d '{{\"from\": \"+14155550123\", \"to\": \"{}\", \"script\": {{\"steps\": [{{\"kind\": \"wait_for_agent\", \"quiet_ms\": 800}}, {{\"kind\": \"say\", \"text\": \"Hello\"}}, {{\"kind\": \"wait_for_agent\", \"quiet_ms\": 800}}, {{\"kind\": \"hangup\"}}]}}}}'",
+                numbers.first().map(String::as_str).unwrap_or("+15550100000")
+            );
+            println!("See it:        curl {base}/sim/calls");
+            let _ = tokio::signal::ctrl_c().await;
+            Ok(())
         }
         Command::Migrate { store } => {
             let config = Config::load(cli.config.as_deref(), &store_overrides(store))?;

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use dialnexa_carrier_sim::{Callee, CarrierSim, Script, SimCall, SimConfig, Step, signature};
 use dialnexa_testkit::TestApp;
+use dialnexa_testkit::fakes::carrier::{Callee, CarrierSim, Script, SimCall, SimConfig, Step, signature};
 use dialnexa_testkit::fakes::webhook_receiver::FakeWebhookReceiver;
 use dialnexa_voice::speech;
 use serde_json::{Value, json};

@@ -3,6 +3,8 @@
 //! on demand through its [`Control`]: a status, a 429 with `Retry-After`, a delay (timeout),
 //! a connection reset before or after the request took effect, or "down" for a while.
 
+/// The carrier (Twilio-compatible): its own crate, so that `dialnexa dev carrier` runs it too.
+pub use dialnexa_carrier_sim as carrier;
 pub mod datadog;
 pub mod google_sheets;
 pub mod heartbeat;
