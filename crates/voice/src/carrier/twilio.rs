@@ -214,10 +214,9 @@ impl Carrier for Twilio {
         if call_sid.len() > 64 || !call_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(CarrierError::BadWebhook("CallSid is not a call sid".into()));
         }
-        let account_sid = req("AccountSid")?;
-        if account_sid != self.account_sid {
-            return Err(CarrierError::BadWebhook("AccountSid is not this account".into()));
-        }
+        // The signature (with this account's token) authenticates the request; a subaccount's
+        // calls carry the subaccount's sid.
+        let account_sid: String = req("AccountSid")?.chars().take(64).collect();
         Ok(CallEvent {
             call_sid,
             account_sid,
@@ -329,11 +328,14 @@ impl MediaDialect for TwilioMedia {
         if event == "connected" {
             return Ok(MediaIn::Connected);
         }
-        // Order: each message's sequenceNumber is one more than the last; a repeat or an
-        // older one is dropped (a gap is only lost audio, and is accepted).
-        if let Some(seq) = num(&v["sequenceNumber"]) {
+        // Audio order: a media message whose sequenceNumber repeats or precedes the last one
+        // is dropped (a gap is only lost audio, and is accepted). Events (mark, dtmf, stop)
+        // are taken whatever their number: a late mark still says what was played.
+        if event == "media"
+            && let Some(seq) = num(&v["sequenceNumber"])
+        {
             if seq <= self.last_sequence {
-                return Err(format!("{event} message {seq} out of order (after {})", self.last_sequence));
+                return Err(format!("media message {seq} out of order (after {})", self.last_sequence));
             }
             self.last_sequence = seq;
         }
@@ -482,6 +484,8 @@ mod tests {
         );
         assert!(m.parse(r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ1","media":{"payload":"//8="}}"#).unwrap_err().contains("out of order"));
         assert!(m.parse(r#"{"event":"media","sequenceNumber":4,"streamSid":"MZ2","media":{"payload":"//8="}}"#).is_err());
+        // A mark is taken even with a stale number.
+        assert_eq!(m.parse(r#"{"event":"mark","sequenceNumber":"0","streamSid":"MZ1","mark":{"name":"m0"}}"#), Ok(MediaIn::Mark("m0".into())));
         assert_eq!(m.parse(r#"{"event":"dtmf","sequenceNumber":"5","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"7"}}"#), Ok(MediaIn::Dtmf('7')));
         assert!(m.parse(r#"{"event":"dtmf","sequenceNumber":"6","streamSid":"MZ1","dtmf":{"digit":"77"}}"#).is_err());
         assert_eq!(m.parse(r#"{"event":"mark","sequenceNumber":"7","streamSid":"MZ1","mark":{"name":"m1"}}"#), Ok(MediaIn::Mark("m1".into())));
