@@ -229,6 +229,15 @@ pub struct TransferNode {
     pub text: String,
     /// E.164 destination.
     pub to: String,
+    /// A warm transfer (phone calls): the caller holds while the target is dialed and briefed
+    /// with the call's summary; the agent leaves once the target has joined. False: cold
+    /// (the call is handed over at once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
+    /// With `warm`: where the flow goes on when the target does not take the call (absent:
+    /// the agent says so and ends the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_fail: Option<String>,
 }
 
 /// The agent speaks, then hangs up.
@@ -286,7 +295,8 @@ impl Node {
                 t.push(("default".to_owned(), n.default.as_str()));
                 t
             }
-            Self::Transfer(_) | Self::End(_) => Vec::new(),
+            Self::Transfer(n) => n.on_fail.iter().map(|f| ("on_fail".to_owned(), f.as_str())).collect(),
+            Self::End(_) => Vec::new(),
         }
     }
 
@@ -394,6 +404,9 @@ impl FlowGraph {
                 Node::Transfer(t) => {
                     if let Err(e) = PhoneNumber::parse(&t.to) {
                         return Err(ConfigError::new(format!("{at}.to"), e.to_string()));
+                    }
+                    if t.on_fail.is_some() && !t.warm {
+                        return Err(ConfigError::new(format!("{at}.on_fail"), "only a warm transfer can fail back to the flow (set warm: true)"));
                     }
                 }
                 Node::Say(_) | Node::Ask(_) | Node::End(_) => {}

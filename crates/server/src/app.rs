@@ -159,6 +159,9 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
     let speech = crate::webcall::speech_from(config)?;
+    if speech.is_some() && !dialnexa_voice::live::vad::preload() {
+        tracing::warn!("the neural voice activity detector did not load; calls use the WebRTC detector alone");
+    }
     let carrier = crate::telephony::carrier_from(config)?;
     Ok(AppState {
         store,

@@ -469,3 +469,63 @@ async fn a_call_whose_status_callback_never_came_is_reconciled_with_the_carrier(
     // A second pass finds nothing left open.
     assert_eq!(dialnexa_server::telephony::reconcile::run(&p.app.state, later).await.unwrap().checked, 0);
 }
+
+fn warm_flow(to: &str) -> Value {
+    json!({ "kind": "flow", "flow": { "start": "hi", "nodes": [
+        { "id": "hi", "type": "ask", "text": "Hi, what can I do for you?", "next": "xfer" },
+        { "id": "xfer", "type": "transfer", "text": "Please hold while I get a specialist on the line.", "to": to, "warm": true, "on_fail": "sorry" },
+        { "id": "sorry", "type": "end", "text": "Nobody is free right now, so we will call you back within the hour. Goodbye." }
+    ]}})
+}
+
+async fn settled_transfer(app: &TestApp, id: &str) -> Value {
+    for _ in 0..150 {
+        let t = app.get(&format!("/v1/calls/{id}")).await.json()["transfer"].clone();
+        if !t.is_null() && t["status"] != "dialing" {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Value::Null
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_transfer_briefs_the_target_before_the_agent_leaves() {
+    let p = phone().await;
+    p.number_with(&warm_flow("+14155550177")).await;
+    p.sim.on_dial("+14155550177", Callee::Answer { script: Script::new(vec![Step::Silence { ms: 4000 }, Step::Hangup]) });
+    let script = Script::new(vec![wait_agent(), say("The checkout page has been down since this morning."), wait_agent(), Step::Silence { ms: 5000 }]);
+    let sid = p.sim.call_in(CALLER, OUR_NUMBER, script).await.unwrap();
+    // The caller stays in the conference with the target; DialNexa's call ends when the agent leaves.
+    let call = p.stored(&sid).await;
+    let sim_call = p.sim.call(&sid).unwrap();
+    assert_eq!(call["disconnection_reason"], "transfer", "{:?}", kinds(&call));
+    let t = settled_transfer(&p.app, call["call_id"].as_str().unwrap()).await;
+    assert_eq!((t["kind"].as_str(), t["status"].as_str(), t["to"].as_str()), (Some("warm"), Some("connected"), Some("+14155550177")), "{t}");
+    let briefing = t["briefing"].as_str().unwrap();
+    assert!(briefing.to_lowercase().contains("checkout"), "the target is told what the call is about: {briefing}");
+    // The target heard the briefing first, then met the caller in the conference.
+    let target = p.sim.calls().into_iter().find(|c| c.to == "+14155550177").expect("the target was dialed");
+    assert!(target.twiml[0].contains("<Say>") && target.twiml[0].contains("checkout"), "{:?}", target.twiml);
+    assert!(target.twiml.iter().any(|d| d.contains("<Conference")), "{:?}", target.twiml);
+    assert!(sim_call.twiml.iter().any(|d| d.contains("<Conference")), "the caller was moved into the conference: {}", brief(&sim_call));
+    let order = kinds(&call);
+    let started = order.iter().position(|k| k == "transfer_started").unwrap();
+    let joined = order.iter().position(|k| k == "transfer_connected").unwrap();
+    assert!(started < joined, "{order:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_transfer_nobody_answers_gives_the_caller_back_to_the_agent() {
+    let p = phone().await;
+    p.number_with(&warm_flow("+14155550178")).await;
+    p.sim.on_dial("+14155550178", Callee::NoAnswer);
+    let (sim_call, call) = p.call_in(vec![wait_agent(), say("I would like to speak to someone."), wait_agent(), wait_agent()]).await;
+    assert_eq!(call["disconnection_reason"], "agent_hangup", "{:?}", kinds(&call));
+    let t = &call["transfer"];
+    assert_eq!((t["kind"].as_str(), t["status"].as_str(), t["dial_status"].as_str()), (Some("warm"), Some("failed"), Some("no-answer")), "{t}");
+    assert!(timeline(&call, "transfer_failed")[0].contains("did not answer"), "{:?}", timeline(&call, "transfer_failed"));
+    // The agent said so, and the caller heard it on the same stream.
+    assert!(turns(&call, "agent").last().unwrap().contains("Nobody is free right now"), "{:?}", turns(&call, "agent"));
+    assert!(!sim_call.twiml.iter().any(|d| d.contains("<Conference")), "{}", brief(&sim_call));
+}

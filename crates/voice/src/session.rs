@@ -250,6 +250,29 @@ impl FlowSession {
         Ok(b.finish(outcome))
     }
 
+    /// The flow ended at a warm `transfer` node.
+    pub fn warm_transfer(&self) -> bool {
+        match self.state {
+            State::Ended { node: Some(i) } => matches!(self.config.flow.nodes.get(i), Some(Node::Transfer(t)) if t.warm),
+            _ => false,
+        }
+    }
+
+    /// A warm transfer's target did not take the call: the flow goes on at the node's
+    /// `on_fail` (an empty step ending the call when it has none).
+    pub fn transfer_failed(&mut self, why: &str) -> Result<Step, SessionError> {
+        let State::Ended { node: Some(i) } = self.state else { return Err(SessionError::NotStarted) };
+        let config = Arc::clone(&self.config);
+        let Some(Node::Transfer(t)) = config.flow.nodes.get(i) else { return Err(SessionError::Ended) };
+        let mut b = StepBuilder::new();
+        b.event(FlowEventKind::Transfer, format!("the warm transfer to {} failed ({why})", t.to));
+        let outcome = match &t.on_fail {
+            Some(next) => self.goto(next, &mut b),
+            None => self.end(Some(i), Ending::AgentHangup),
+        };
+        Ok(b.finish(outcome))
+    }
+
     /// The node the flow is at: where it waits, or where it ended.
     pub fn current_node(&self) -> Option<&str> {
         let i = match self.state {

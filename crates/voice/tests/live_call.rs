@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use dialnexa_core::DisconnectionReason;
 use dialnexa_core::agent::AgentConfig;
 use dialnexa_core::evidence::Role;
-use dialnexa_voice::live::{AudioCache, FlowAgent, Inbound, LiveConfig, LiveOutcome, Outbound, VadConfig, run_call};
+use dialnexa_voice::live::{AudioCache, FlowAgent, Inbound, LiveConfig, LiveOutcome, Outbound, VadConfig, VadKind, run_call};
 use dialnexa_voice::speech::{Asr, AudioChunk, AudioStream, SpeechError, Tts};
 use tokio::sync::mpsc;
 
@@ -69,6 +69,8 @@ fn cfg() -> LiveConfig {
         vad: VadConfig { min_rms: 300.0, onset_ms: 60, end_of_turn_ms: 300 },
         silence_timeout_ms: 3000,
         max_duration_ms: 60_000,
+        // The caller here is a tone, which the speech detectors rightly do not take for speech.
+        vad_kind: VadKind::Energy,
         ..LiveConfig::default()
     }
 }

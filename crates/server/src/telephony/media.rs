@@ -302,6 +302,25 @@ async fn session(
             let _ = in_tx.send(ending).await;
         })
     };
+    // Requests of the call to its transport (a warm transfer).
+    let (control_tx, mut control_rx) = mpsc::channel::<Value>(4);
+    let control = {
+        let state = state.clone();
+        let carrier = carrier.clone();
+        let call = call_id.clone();
+        // Our number: the one dialled (inbound) or dialled from (outbound).
+        let ours = if detail.row.direction == "inbound" { detail.row.to_number.clone() } else { detail.row.from_number.clone() }.unwrap_or_default();
+        let theirs = if detail.row.direction == "inbound" { detail.row.from_number.clone() } else { detail.row.to_number.clone() }.unwrap_or_default();
+        tokio::spawn(async move {
+            while let Some(v) = control_rx.recv().await {
+                if v["type"] == "warm_transfer" {
+                    let to = v["to"].as_str().unwrap_or_default().to_owned();
+                    let transcript = v["transcript"].as_array().cloned().unwrap_or_default();
+                    super::warm::start(&state, carrier.as_ref(), &call, &ours, &theirs, &to, &transcript).await;
+                }
+            }
+        })
+    };
     // Call → carrier.
     let writer = {
         // The writer's own copy of the dialect, on the same stream.
@@ -332,6 +351,9 @@ async fn session(
                     Outbound::Event(v) => {
                         if v["type"] == "call_ended" {
                             return (sink, true);
+                        }
+                        if v["type"] == "warm_transfer" {
+                            let _ = control_tx.try_send(v);
                         }
                         continue;
                     }
@@ -368,9 +390,22 @@ async fn session(
     let mut extra = vec![];
     let ended = jiff::Timestamp::now();
     let at = |detail: String, kind: &str| TimelineEvent { at: ended, offset_ms: outcome.duration_ms, kind: kind.into(), detail };
+    let warm = state.store.get_carrier_leg(&call_id).await.ok().flatten().and_then(|l| l.details.get("warm_transfer").cloned());
+    if let Some(w) = &warm {
+        let mut t = json!({ "to": w["to"], "kind": "warm", "at_ms": outcome.transfer.as_ref().map(|t| t.at_ms), "status": if w["status"] == "joined" { "connected" } else { "failed" } });
+        for k in ["briefing", "target_call_sid", "started_at", "answered_at", "joined_at", "dial_status", "error"] {
+            if !w[k].is_null() {
+                t[k] = w[k].clone();
+            }
+        }
+        transfer = Some(t);
+    }
+    control.abort();
     if let Some(sid) = &sid {
         match reason {
             DisconnectionReason::UserHangup => {}
+            // A warm transfer moved the caller into the target's conference already.
+            DisconnectionReason::Transfer if warm.is_some() => {}
             DisconnectionReason::Transfer => {
                 let to = outcome.transfer.as_ref().map(|t| t.to.clone()).unwrap_or_default();
                 let target = DialTarget {

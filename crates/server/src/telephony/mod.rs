@@ -17,6 +17,7 @@
 pub mod media;
 pub mod outbound;
 pub mod reconcile;
+pub mod warm;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,6 +112,11 @@ fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Res
     }
 }
 
+/// A query parameter of a (signed) webhook URL.
+fn query(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.chars().take(128).collect())
+}
+
 fn twiml(carrier: &dyn Carrier, doc: String) -> Response {
     ([(header::CONTENT_TYPE, carrier.content_type())], doc).into_response()
 }
@@ -147,6 +153,10 @@ pub async fn voice(State(state): State<AppState>, uri: Uri, headers: HeaderMap, 
     };
     let ev = &hook.event;
     let carrier = hook.carrier.clone();
+    if let Some(of) = query(&uri, "transfer_of") {
+        let Ok(call_id) = CallId::parse(&of) else { return twiml(carrier.as_ref(), carrier.reject()) };
+        return warm::target_webhook(&state, carrier.as_ref(), &call_id, query(&uri, "step").as_deref(), ev).await;
+    }
     match state.store.find_carrier_leg(carrier.name(), &ev.call_sid).await {
         Ok(Some(leg)) => answered(&state, carrier.as_ref(), &leg, ev).await,
         Ok(None) if ev.direction == "inbound" => inbound(&state, carrier.as_ref(), ev).await,
@@ -500,6 +510,12 @@ pub async fn status(State(state): State<AppState>, uri: Uri, headers: HeaderMap,
         Err(e) => return e.into_response(),
     };
     let ev = hook.event;
+    if let Some(of) = query(&uri, "transfer_of") {
+        if let Ok(call_id) = CallId::parse(&of) {
+            warm::target_status(&state, &call_id, &ev.status).await;
+        }
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let leg = match state.store.find_carrier_leg(hook.carrier.name(), &ev.call_sid).await {
         Ok(Some(l)) => l,
         Ok(None) => {

@@ -241,6 +241,10 @@ pub trait Carrier: Send + Sync {
     fn dial(&self, target: &DialTarget) -> String;
     /// Hang up.
     fn hangup_document(&self) -> String;
+    /// Say this, then fetch `next` for what follows (a warm transfer's briefing).
+    fn say_then(&self, text: &str, next: &str) -> String;
+    /// Join the conference `name`; it ends when this participant leaves.
+    fn conference(&self, name: &str) -> String;
     fn media(&self) -> Box<dyn MediaDialect>;
 
     async fn create_call(&self, call: &OutboundCall) -> Result<CarrierCall, CarrierError>;

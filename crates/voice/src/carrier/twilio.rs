@@ -265,6 +265,17 @@ impl Carrier for Twilio {
         twiml("<Hangup/>")
     }
 
+    fn say_then(&self, text: &str, next: &str) -> String {
+        twiml(&format!("<Say>{}</Say><Redirect method=\"POST\">{}</Redirect>", xml_escape(text), xml_escape(next)))
+    }
+
+    fn conference(&self, name: &str) -> String {
+        twiml(&format!(
+            "<Dial><Conference startConferenceOnEnter=\"true\" endConferenceOnExit=\"true\" beep=\"false\">{}</Conference></Dial>",
+            xml_escape(name)
+        ))
+    }
+
     fn media(&self) -> Box<dyn MediaDialect> {
         Box::new(TwilioMedia::default())
     }

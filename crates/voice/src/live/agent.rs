@@ -32,8 +32,17 @@ pub enum AgentEvent {
     Transfer {
         to: String,
     },
+    /// Hold the caller while the transport dials `to` and briefs them; the result comes back
+    /// as `Inbound::TransferResult` (the call ends `transfer`, or [`LiveAgent::transfer_failed`]).
+    WarmTransfer {
+        to: String,
+    },
     End(DisconnectionReason),
 }
+
+/// What an agent says when a warm transfer's target did not take the call and it has no
+/// other plan.
+pub const TRANSFER_FAILED_LINE: &str = "I'm sorry, I couldn't reach anyone to take your call right now. We will get back to you as soon as we can. Goodbye.";
 
 #[async_trait]
 pub trait LiveAgent: Send {
@@ -45,6 +54,13 @@ pub trait LiveAgent: Send {
     async fn pressed(&mut self, digits: &str) -> mpsc::Receiver<AgentEvent>;
     /// The agent was cut off after saying `spoken`.
     fn interrupted(&mut self, spoken: &str);
+    /// A warm transfer failed (`why`): the agent takes the caller back and says so.
+    async fn transfer_failed(&mut self, _why: &str) -> mpsc::Receiver<AgentEvent> {
+        let (tx, rx) = mpsc::channel(4);
+        let _ = tx.try_send(AgentEvent::Say(TRANSFER_FAILED_LINE.into()));
+        let _ = tx.try_send(AgentEvent::End(DisconnectionReason::AgentHangup));
+        rx
+    }
 }
 
 /// The flow runtime in a live call.
@@ -58,7 +74,7 @@ impl FlowAgent {
     }
 }
 
-fn events(step: Result<Step, crate::SessionError>) -> mpsc::Receiver<AgentEvent> {
+fn events(step: Result<Step, crate::SessionError>, warm: bool) -> mpsc::Receiver<AgentEvent> {
     let (tx, rx) = mpsc::channel(64);
     let mut out = vec![];
     match step {
@@ -72,11 +88,16 @@ fn events(step: Result<Step, crate::SessionError>) -> mpsc::Receiver<AgentEvent>
             if let Some(u) = step.utterance {
                 out.push(AgentEvent::Say(u));
             }
-            if let Outcome::Ended(ending) = step.outcome {
-                if let crate::Ending::Transfer { to } = &ending {
-                    out.push(AgentEvent::Transfer { to: to.clone() });
+            match step.outcome {
+                // The call goes on (held) until the transfer's outcome is known.
+                Outcome::Ended(crate::Ending::Transfer { to }) if warm => out.push(AgentEvent::WarmTransfer { to }),
+                Outcome::Ended(ending) => {
+                    if let crate::Ending::Transfer { to } = &ending {
+                        out.push(AgentEvent::Transfer { to: to.clone() });
+                    }
+                    out.push(AgentEvent::End(ending.disconnection_reason()));
                 }
-                out.push(AgentEvent::End(ending.disconnection_reason()));
+                Outcome::AwaitingCaller => {}
             }
         }
         Err(e) => out.push(AgentEvent::Timeline { kind: "agent_error".into(), detail: e.to_string() }),
@@ -90,13 +111,31 @@ fn events(step: Result<Step, crate::SessionError>) -> mpsc::Receiver<AgentEvent>
 #[async_trait]
 impl LiveAgent for FlowAgent {
     async fn start(&mut self) -> mpsc::Receiver<AgentEvent> {
-        events(self.session.start())
+        let step = self.session.start();
+        events(step, self.session.warm_transfer())
     }
     async fn reply(&mut self, caller: &str) -> mpsc::Receiver<AgentEvent> {
-        events(self.session.caller_said(caller))
+        let step = self.session.caller_said(caller);
+        events(step, self.session.warm_transfer())
     }
     async fn pressed(&mut self, digits: &str) -> mpsc::Receiver<AgentEvent> {
-        events(self.session.caller_pressed(digits))
+        let step = self.session.caller_pressed(digits);
+        events(step, self.session.warm_transfer())
+    }
+    async fn transfer_failed(&mut self, why: &str) -> mpsc::Receiver<AgentEvent> {
+        match self.session.transfer_failed(why) {
+            // No plan for it in the flow: say so and end.
+            Ok(step) if step.utterance.is_none() => {
+                let (tx, rx) = mpsc::channel(8);
+                for ev in step.events {
+                    let _ = tx.try_send(AgentEvent::Timeline { kind: ev.kind.as_str().to_owned(), detail: ev.detail });
+                }
+                let _ = tx.try_send(AgentEvent::Say(TRANSFER_FAILED_LINE.into()));
+                let _ = tx.try_send(AgentEvent::End(DisconnectionReason::AgentHangup));
+                rx
+            }
+            step => events(step, self.session.warm_transfer()),
+        }
     }
     fn interrupted(&mut self, _spoken: &str) {
         // A flow's next step does not depend on how much of the last prompt was heard.

@@ -24,10 +24,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-pub use agent::{AgentEvent, FlowAgent, LiveAgent, LlmAgent};
+pub use agent::{AgentEvent, FlowAgent, LiveAgent, LlmAgent, TRANSFER_FAILED_LINE};
 pub use cache::AudioCache;
 pub use recording::{RecordedTracks, write_mixes};
-pub use vad::{Vad, VadConfig, VadEvent};
+pub use vad::{Vad, VadConfig, VadEvent, VadKind};
 
 use crate::speech::{Asr, CALL_RATE, SpeechError, Tts};
 use crate::{FlowTimelineEvent, TransferInfo};
@@ -48,6 +48,11 @@ pub enum Inbound {
     Mark(String),
     /// The media path broke off (the carrier's socket dropped without a stop): `error_media_dropped`.
     MediaLost(String),
+    /// How a warm transfer went: the target joined (the call ends `transfer`), or not (why).
+    TransferResult {
+        connected: bool,
+        detail: String,
+    },
 }
 
 /// What the call sends to the caller's side.
@@ -91,6 +96,10 @@ pub struct LiveConfig {
     pub marks: bool,
     /// Keypad keys pressed within this long of each other are one answer (`#` ends it at once).
     pub dtmf_interdigit_ms: u64,
+    /// A warm transfer with no outcome after this long has failed.
+    pub warm_transfer_timeout_ms: u64,
+    /// Which voice activity detector listens to the caller (the cascade by default).
+    pub vad_kind: VadKind,
 }
 
 impl Default for LiveConfig {
@@ -109,6 +118,8 @@ impl Default for LiveConfig {
             playout_lead_ms: 0,
             marks: false,
             dtmf_interdigit_ms: 1_500,
+            warm_transfer_timeout_ms: 90_000,
+            vad_kind: VadKind::Cascade,
         }
     }
 }
@@ -183,6 +194,8 @@ struct Engine {
     /// The last mark sent and not echoed yet.
     mark_pending: Option<String>,
     frames_since_mark: u32,
+    /// A warm transfer in progress: since when the caller is held.
+    holding_since: Option<u64>,
 }
 
 /// Agent audio between two marks (with `LiveConfig::marks`): the precision of "what was heard".
@@ -448,6 +461,14 @@ impl Engine {
                 self.o.transfer = Some(TransferInfo { to: to.clone(), at_ms: at });
                 self.ending = Some(DisconnectionReason::Transfer);
             }
+            AgentEvent::WarmTransfer { to } => {
+                let at = self.now();
+                self.o.transfer = Some(TransferInfo { to: to.clone(), at_ms: at });
+                self.holding_since = Some(at);
+                self.event("transfer_started", format!("warm transfer to {to}: the caller holds while the target is dialed and briefed"));
+                let turns: Vec<Value> = self.o.transcript.iter().map(|t| json!({ "role": t.role.as_str(), "text": t.text })).collect();
+                let _ = self.out.try_send(Outbound::Event(json!({ "type": "warm_transfer", "to": to, "transcript": turns })));
+            }
             AgentEvent::End(reason) => {
                 if self.ending.is_none() {
                     self.ending = Some(reason);
@@ -526,8 +547,13 @@ pub async fn run_call(
         turn_seq: 0,
         mark_pending: None,
         frames_since_mark: 0,
+        holding_since: None,
     };
-    let mut vad = Vad::new(cfg.vad.clone());
+    let mut vad = match cfg.vad_kind {
+        VadKind::Energy => Vad::energy(cfg.vad.clone()),
+        VadKind::WebRtc => Vad::webrtc(cfg.vad.clone()),
+        VadKind::Cascade => Vad::new(cfg.vad.clone()),
+    };
     let mut utterance: Vec<i16> = vec![];
     let mut pre_roll: VecDeque<i16> = VecDeque::with_capacity(PRE_ROLL);
     let mut speech_started_ms = 0u64;
@@ -576,16 +602,27 @@ pub async fn run_call(
                     let (index, shift) = keypad_turn(&mut e, &keys, last_digit_ms).await;
                     reprompted = false;
                     last_activity = now;
-                    reply = Some(agent.pressed(&keys).await);
-                    reply_turn = Some((index, shift));
-                    e.turn_seq += 1;
-                    e.turn = Some(new_turn(e.turn_seq, Some(last_digit_ms)));
+                    if e.holding_since.is_none() {
+                        reply = Some(agent.pressed(&keys).await);
+                        reply_turn = Some((index, shift));
+                        e.turn_seq += 1;
+                        e.turn = Some(new_turn(e.turn_seq, Some(last_digit_ms)));
+                    }
                 }
                 if now >= cfg.max_duration_ms {
                     e.event("max_duration", format!("the call reached its maximum duration of {} s", cfg.max_duration_ms / 1000));
                     break 'call DisconnectionReason::MaxDuration;
                 }
-                let idle = !e.agent_busy() && !vad.speaking() && asr_pending == 0 && e.turn.is_none() && reply.is_none();
+                if let Some(since) = e.holding_since
+                    && now.saturating_sub(since) >= cfg.warm_transfer_timeout_ms
+                {
+                    e.holding_since = None;
+                    let why = format!("no answer from the transfer within {} s", cfg.warm_transfer_timeout_ms / 1000);
+                    e.event("transfer_failed", format!("the warm transfer failed: {why}; the agent takes the caller back"));
+                    reply = Some(agent.transfer_failed(&why).await);
+                    reply_turn = None;
+                }
+                let idle = !e.agent_busy() && !vad.speaking() && asr_pending == 0 && e.turn.is_none() && reply.is_none() && e.holding_since.is_none();
                 if idle && now.saturating_sub(last_activity) >= cfg.silence_timeout_ms {
                     if reprompted {
                         e.event("silence_timeout", format!("no answer after a reprompt; {} s of silence", cfg.silence_timeout_ms / 1000));
@@ -614,6 +651,19 @@ pub async fn run_call(
                     }
                     Some(Inbound::Mark(name)) => {
                         e.mark_echoed(&name);
+                        continue;
+                    }
+                    Some(Inbound::TransferResult { connected, detail }) => {
+                        if e.holding_since.take().is_none() {
+                            continue;
+                        }
+                        if connected {
+                            e.event("transfer_connected", format!("the warm transfer's target joined: {detail}; the agent leaves the call"));
+                            break 'call DisconnectionReason::Transfer;
+                        }
+                        e.event("transfer_failed", format!("the warm transfer failed: {detail}; the agent takes the caller back"));
+                        reply = Some(agent.transfer_failed(&detail).await);
+                        reply_turn = None;
                         continue;
                     }
                     Some(Inbound::Dtmf(key)) => {
@@ -735,6 +785,10 @@ pub async fn run_call(
                 let index = e.o.transcript.len() as u32;
                 e.o.transcript.push(TranscriptTurn { index, role: Role::Caller, text: text.clone(), start_ms: started, end_ms: end_of_speech.max(started) });
                 e.send(json!({ "type": "transcript", "role": "caller", "text": text, "final": true })).await;
+                if e.holding_since.is_some() {
+                    // On hold: what the caller says is kept; the agent answers after the transfer.
+                    continue;
+                }
                 reply = Some(agent.reply(&text).await);
                 reply_turn = Some((index, 0));
                 e.turn_seq += 1;
