@@ -103,6 +103,8 @@ pub struct Config {
     pub stream_token_ttl_secs: u64,
     /// Concurrent outbound calls one number may have; more are refused.
     pub max_calls_per_number: u32,
+    /// How long a number's inbound hook may take before the number's own agent answers.
+    pub inbound_hook_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -153,6 +155,7 @@ impl Default for Config {
             playout_lead_ms: 200,
             stream_token_ttl_secs: 60,
             max_calls_per_number: 10,
+            inbound_hook_timeout_ms: 1500,
         }
     }
 }
@@ -206,6 +209,7 @@ impl std::fmt::Debug for Config {
             .field("playout_lead_ms", &self.playout_lead_ms)
             .field("stream_token_ttl_secs", &self.stream_token_ttl_secs)
             .field("max_calls_per_number", &self.max_calls_per_number)
+            .field("inbound_hook_timeout_ms", &self.inbound_hook_timeout_ms)
             .finish()
     }
 }
@@ -305,6 +309,7 @@ pub const SETTINGS: &[Setting] = &[
     s("playout_lead_ms", Kind::U64, "how far ahead of real time agent audio goes to the carrier"),
     s("stream_token_ttl_secs", Kind::U64, "how long a phone call's media-stream token may wait before it is used"),
     s("max_calls_per_number", Kind::U32, "concurrent outbound calls one number may have"),
+    s("inbound_hook_timeout_ms", Kind::U64, "how long a number's inbound hook may take before the number's own agent answers"),
 ];
 
 /// `DIALNEXA_*` variables that are not settings of [`Config`], and who reads them.

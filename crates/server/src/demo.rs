@@ -39,6 +39,7 @@ pub async fn seed(store: &dyn Store, now: jiff::Timestamp) -> ApiResult<()> {
                     outbound_agent_version: Some(1),
                     active: true,
                     nickname: Some("Demo support line".into()),
+                    inbound_hook_url: None,
                     created_at: now,
                     updated_at: now,
                 })

@@ -529,3 +529,125 @@ async fn a_warm_transfer_nobody_answers_gives_the_caller_back_to_the_agent() {
     assert!(turns(&call, "agent").last().unwrap().contains("Nobody is free right now"), "{:?}", turns(&call, "agent"));
     assert!(!sim_call.twiml.iter().any(|d| d.contains("<Conference")), "{}", brief(&sim_call));
 }
+
+/// A number's inbound hook: answers from `answer` after `delay_ms`, and keeps what it was sent.
+async fn hook_server(answer: Value, delay_ms: u64) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let answer = answer.clone();
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                axum::Json(answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_hook_may_choose_the_agent_and_variables_within_its_timeout() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.asr = Some(ASR.into());
+            c.tts = Some(TTS.into());
+            c.twilio_account_sid = Some(ACCOUNT.into());
+            c.twilio_auth_token = Some(TOKEN.into());
+            c.inbound_hook_timeout_ms = 500;
+        })
+        .start()
+        .await;
+    let own = app.published_agent("Front desk", &support_flow()).await;
+    let vip = app.published_agent("VIP desk", &support_flow()).await;
+    let (fast, seen) = hook_server(json!({ "agent_id": vip, "agent_version": 1, "variables": { "customer_name": "Ada", "tier": "gold" } }), 0).await;
+    let r = app.post("/v1/phone-numbers", &json!({ "phone_number": OUR_NUMBER, "inbound_agent_id": own, "inbound_hook_url": fast })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["inbound_hook_url"], fast.as_str());
+    let url = app.url("/telephony/twilio/voice");
+    let ring = |sid: &str| -> Vec<(String, String)> {
+        [("CallSid", sid), ("AccountSid", ACCOUNT), ("From", CALLER), ("To", OUR_NUMBER), ("CallStatus", "ringing"), ("Direction", "inbound")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let send = |params: Vec<(String, String)>| {
+        let body = params.iter().map(|(k, v)| format!("{k}={}", v.replace('+', "%2B"))).collect::<Vec<_>>().join("&");
+        app.client
+            .post(url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", signature(TOKEN, &url, &params))
+            .body(body)
+    };
+    let stored = |sid: &'static str| {
+        let app = &app;
+        async move {
+            let calls = app.get("/v1/calls").await.json();
+            let id = calls["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap().to_owned()).find(|_| true).unwrap();
+            let d = app.get(&format!("/v1/calls/{id}")).await.json();
+            assert_eq!(d["telephony"]["carrier_call_sid"], sid);
+            d
+        }
+    };
+    // The hook picks the VIP desk and gives variables; the explanation says so.
+    assert_eq!(app.send(send(ring("CA00000000000000000000000000000011"))).await.status, 200);
+    let call = stored("CA00000000000000000000000000000011").await;
+    assert_eq!(call["agent_id"], vip.as_str(), "{}", call["route"]);
+    let why = call["route"]["explanation"].as_str().unwrap();
+    assert!(why.contains("inbound hook chose agent 'VIP desk' version 1") && why.contains("customer_name, tier"), "{why}");
+    assert_eq!(call["metadata"]["variables"]["customer_name"], "Ada");
+    assert_eq!(seen.lock().unwrap()[0]["from_number"], CALLER);
+    // A hook slower than its timeout: the number's own agent, and the reason.
+    let (slow, _) = hook_server(json!({ "agent_id": vip }), 2_000).await;
+    assert_eq!(
+        app.send(
+            app.client
+                .patch(app.url(&format!("/v1/phone-numbers/{}", OUR_NUMBER.replace('+', "%2B"))))
+                .bearer_auth(&app.key)
+                .json(&json!({ "inbound_hook_url": slow }))
+        )
+        .await
+        .status,
+        200
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(app.send(send(ring("CA00000000000000000000000000000012"))).await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(1_500), "the webhook waited {:?}", started.elapsed());
+    let call = stored("CA00000000000000000000000000000012").await;
+    assert_eq!(call["agent_id"], own.as_str());
+    assert!(call["route"]["explanation"].as_str().unwrap().contains("did not answer within 500 ms, so the number's own agent answered"), "{}", call["route"]);
+    // An answer naming a version that is not published is not used.
+    let (bad, _) = hook_server(json!({ "agent_id": vip, "agent_version": 7 }), 0).await;
+    assert_eq!(
+        app.send(
+            app.client
+                .patch(app.url(&format!("/v1/phone-numbers/{}", OUR_NUMBER.replace('+', "%2B"))))
+                .bearer_auth(&app.key)
+                .json(&json!({ "inbound_hook_url": bad }))
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(app.send(send(ring("CA00000000000000000000000000000013"))).await.status, 200);
+    let call = stored("CA00000000000000000000000000000013").await;
+    assert_eq!(call["agent_id"], own.as_str());
+    assert!(call["route"]["explanation"].as_str().unwrap().contains("version 7 of agent 'VIP desk', which is not published"), "{}", call["route"]);
+    // A hook URL that is not http(s) is refused at save.
+    let r = app
+        .send(
+            app.client
+                .patch(app.url(&format!("/v1/phone-numbers/{}", OUR_NUMBER.replace('+', "%2B"))))
+                .bearer_auth(&app.key)
+                .json(&json!({ "inbound_hook_url": "ftp://x" })),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "validation_failed".to_owned()), "{}", r.text);
+}

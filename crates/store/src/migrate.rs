@@ -49,6 +49,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_carrier.sql"),
         postgres: include_str!("../migrations/postgres/0006_carrier.sql"),
     },
+    Migration {
+        version: 7,
+        name: "number_hook",
+        sqlite: include_str!("../migrations/sqlite/0007_number_hook.sql"),
+        postgres: include_str!("../migrations/postgres/0007_number_hook.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &SqlStore) -> Result<()> {

@@ -8,7 +8,7 @@ use dialnexa_core::{AgentId, PhoneNumber};
 use crate::db::{SqlStore, conflict_on_unique, get, ms, parse, ts, u32_of};
 use crate::{PhoneNumberRecord, Result, StoreError};
 
-const COLS: &str = "phone_number, inbound_agent_id, inbound_agent_version, outbound_agent_id, outbound_agent_version, active, nickname, created_at, updated_at";
+const COLS: &str = "phone_number, inbound_agent_id, inbound_agent_version, outbound_agent_id, outbound_agent_version, active, nickname, created_at, updated_at, inbound_hook_url";
 
 fn agent_id(v: Option<String>) -> Result<Option<AgentId>> {
     v.map(|s| AgentId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
@@ -23,13 +23,14 @@ fn from_row(r: &AnyRow) -> Result<PhoneNumberRecord> {
         outbound_agent_version: get::<Option<i64>>(r, "outbound_agent_version")?.map(|v| u32_of(v, "version")).transpose()?,
         active: get::<i64>(r, "active")? != 0,
         nickname: get(r, "nickname")?,
+        inbound_hook_url: get(r, "inbound_hook_url")?,
         created_at: ts(get(r, "created_at")?)?,
         updated_at: ts(get(r, "updated_at")?)?,
     })
 }
 
 pub(crate) async fn create(s: &SqlStore, n: &PhoneNumberRecord) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO phone_numbers ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")))
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO phone_numbers ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")))
         .bind(n.phone_number.as_str())
         .bind(n.inbound_agent_id.as_ref().map(|a| a.as_str()))
         .bind(n.inbound_agent_version.map(i64::from))
@@ -39,6 +40,7 @@ pub(crate) async fn create(s: &SqlStore, n: &PhoneNumberRecord) -> Result<()> {
         .bind(n.nickname.as_deref())
         .bind(ms(n.created_at))
         .bind(ms(n.updated_at))
+        .bind(n.inbound_hook_url.as_deref())
         .execute(&s.pool)
         .await
         .map_err(|e| conflict_on_unique(e, "phone number already exists"))?;
@@ -75,7 +77,7 @@ pub(crate) async fn get_one(s: &SqlStore, n: &PhoneNumber) -> Result<PhoneNumber
 
 pub(crate) async fn update(s: &SqlStore, n: &PhoneNumberRecord) -> Result<()> {
     let done = sqlx::query(
-        "UPDATE phone_numbers SET inbound_agent_id = $2, inbound_agent_version = $3, outbound_agent_id = $4, outbound_agent_version = $5, active = $6, nickname = $7, updated_at = $8 WHERE phone_number = $1",
+        "UPDATE phone_numbers SET inbound_agent_id = $2, inbound_agent_version = $3, outbound_agent_id = $4, outbound_agent_version = $5, active = $6, nickname = $7, updated_at = $8, inbound_hook_url = $9 WHERE phone_number = $1",
     )
     .bind(n.phone_number.as_str())
     .bind(n.inbound_agent_id.as_ref().map(|a| a.as_str()))
@@ -85,6 +87,7 @@ pub(crate) async fn update(s: &SqlStore, n: &PhoneNumberRecord) -> Result<()> {
     .bind(i64::from(n.active))
     .bind(n.nickname.as_deref())
     .bind(ms(n.updated_at))
+    .bind(n.inbound_hook_url.as_deref())
     .execute(&s.pool)
     .await?;
     if done.rows_affected() == 0 {

@@ -75,6 +75,8 @@ pub struct PhoneNumberRecord {
     pub outbound_agent_version: Option<u32>,
     pub active: bool,
     pub nickname: Option<String>,
+    /// Asked at each inbound call (docs/telephony.md, "Dynamic routing").
+    pub inbound_hook_url: Option<String>,
     pub created_at: jiff::Timestamp,
     pub updated_at: jiff::Timestamp,
 }

@@ -89,6 +89,7 @@ fn number(n: &str, ib: Option<&AgentId>, ob: Option<&AgentId>) -> PhoneNumberRec
         outbound_agent_version: None,
         active: true,
         nickname: Some("main".into()),
+        inbound_hook_url: None,
         created_at: t(0),
         updated_at: t(0),
     }

@@ -27,6 +27,9 @@ pub struct PhoneNumberIn {
     /// Default true.
     pub active: Option<bool>,
     pub nickname: Option<String>,
+    /// An http(s) URL asked at each inbound call for variables or another published agent
+    /// version (docs/telephony.md, "Dynamic routing").
+    pub inbound_hook_url: Option<String>,
 }
 
 /// Fields to change; `null` clears an agent or version.
@@ -38,6 +41,7 @@ pub struct PhoneNumberPatch {
     pub outbound_agent_version: Option<u32>,
     pub active: Option<bool>,
     pub nickname: Option<String>,
+    pub inbound_hook_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,6 +53,7 @@ pub struct PhoneNumberOut {
     pub outbound_agent_version: Option<u32>,
     pub active: bool,
     pub nickname: Option<String>,
+    pub inbound_hook_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -63,6 +68,7 @@ impl From<PhoneNumberRecord> for PhoneNumberOut {
             outbound_agent_version: n.outbound_agent_version,
             active: n.active,
             nickname: n.nickname,
+            inbound_hook_url: n.inbound_hook_url,
             created_at: rfc3339(n.created_at),
             updated_at: rfc3339(n.updated_at),
         }
@@ -112,6 +118,7 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<PhoneN
     let inbound = check_agent(store, "inbound", body.inbound_agent_id.as_deref(), body.inbound_agent_version).await?;
     let outbound = check_agent(store, "outbound", body.outbound_agent_id.as_deref(), body.outbound_agent_version).await?;
     check_nickname(body.nickname.as_deref())?;
+    check_hook(body.inbound_hook_url.as_deref())?;
     let now = jiff::Timestamp::now();
     let record = PhoneNumberRecord {
         phone_number: number,
@@ -121,6 +128,7 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<PhoneN
         outbound_agent_version: body.outbound_agent_version,
         active: body.active.unwrap_or(true),
         nickname: body.nickname,
+        inbound_hook_url: body.inbound_hook_url,
         created_at: now,
         updated_at: now,
     };
@@ -129,6 +137,16 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<PhoneN
         other => other.into(),
     })?;
     Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+fn check_hook(url: Option<&str>) -> ApiResult<()> {
+    if let Some(u) = url {
+        let ok = u.len() <= 2000 && (u.starts_with("https://") || u.starts_with("http://")) && reqwest::Url::parse(u).is_ok_and(|p| p.host_str().is_some());
+        if !ok {
+            return Err(ApiError::field("inbound_hook_url", "an http(s) URL of at most 2000 characters"));
+        }
+    }
+    Ok(())
 }
 
 fn check_nickname(n: Option<&str>) -> ApiResult<()> {
@@ -163,7 +181,8 @@ pub async fn get_one(State(state): State<AppState>, Path(raw): Path<String>) -> 
     Ok(Json(load(&state, &raw).await?.into()))
 }
 
-const PATCHABLE: [&str; 6] = ["inbound_agent_id", "inbound_agent_version", "outbound_agent_id", "outbound_agent_version", "active", "nickname"];
+const PATCHABLE: [&str; 7] =
+    ["inbound_agent_id", "inbound_agent_version", "outbound_agent_id", "outbound_agent_version", "active", "nickname", "inbound_hook_url"];
 
 /// Change a number's agents, versions, nickname or active flag.
 #[utoipa::path(patch, path = "/v1/phone-numbers/{phone_number}", tag = "phone numbers", request_body = PhoneNumberPatch, responses((status = 200, body = PhoneNumberOut), (status = 404), (status = 422)))]
@@ -224,6 +243,10 @@ pub async fn patch(
         None => {}
         Some(Value::Bool(b)) => rec.active = *b,
         Some(_) => return Err(ApiError::field("active", "must be true or false")),
+    }
+    if let Some(u) = text("inbound_hook_url")? {
+        check_hook(u.as_deref())?;
+        rec.inbound_hook_url = u;
     }
     if let Some(n) = text("nickname")? {
         check_nickname(n.as_deref())?;

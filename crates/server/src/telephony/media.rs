@@ -377,6 +377,7 @@ async fn session(
         record_to: Some(staging.clone()),
         playout_lead_ms: state.config.playout_lead_ms,
         marks: true,
+        warm_transfers: true,
         ..LiveConfig::default()
     };
     drop(in_tx);

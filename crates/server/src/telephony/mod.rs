@@ -14,6 +14,7 @@
 //! Every webhook is checked against `X-Twilio-Signature` over `DIALNEXA_PUBLIC_URL` + the
 //! path and query it was sent to (403 otherwise).
 
+pub mod hook;
 pub mod media;
 pub mod outbound;
 pub mod reconcile;
@@ -315,9 +316,18 @@ async fn inbound(state: &AppState, carrier: &dyn Carrier, ev: &CallEvent) -> Res
         let why = format!("this node holds its maximum of {} live calls (DIALNEXA_MAX_LIVE_CALLS)", state.config.max_live_calls);
         return refuse(state, carrier, ev, Some(to), DisconnectionReason::ErrorInternal, "too_many_live_calls", why).await;
     }
+    // Dynamic routing: the number's hook may pick another version and give variables.
+    let (route, variables) = match state.store.get_number(&to).await {
+        Ok(number) if number.inbound_hook_url.is_some() => {
+            let d = hook::decide(state, &number, &ev.from, &ev.call_sid, route).await;
+            (d.route, d.variables)
+        }
+        _ => (route, BTreeMap::new()),
+    };
     let now = ts_now();
     let call_id = CallId::generate();
     let route_json = json!({ "entry_point": "inbound", "phone_number": to.as_str(), "agent_name": route.agent_name, "explanation": route.explanation });
+    let metadata = if variables.is_empty() { json!({}) } else { json!({ "variables": variables }) };
     let row = phone_row(
         &call_id,
         EntryPoint::Inbound,
@@ -330,7 +340,7 @@ async fn inbound(state: &AppState, carrier: &dyn Carrier, ev: &CallEvent) -> Res
         now,
         carrier.name(),
         &ev.call_sid,
-        json!({}),
+        metadata,
     );
     let timeline = vec![
         event(now, "carrier_webhook", format!("{} called {} (carrier call {})", ev.from, to, ev.call_sid)),

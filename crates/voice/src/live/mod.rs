@@ -96,6 +96,9 @@ pub struct LiveConfig {
     pub marks: bool,
     /// Keypad keys pressed within this long of each other are one answer (`#` ends it at once).
     pub dtmf_interdigit_ms: u64,
+    /// The transport can carry out warm transfers (phone calls); without it a warm transfer
+    /// ends the call like a cold one.
+    pub warm_transfers: bool,
     /// A warm transfer with no outcome after this long has failed.
     pub warm_transfer_timeout_ms: u64,
     /// Which voice activity detector listens to the caller (the cascade by default).
@@ -118,6 +121,7 @@ impl Default for LiveConfig {
             playout_lead_ms: 0,
             marks: false,
             dtmf_interdigit_ms: 1_500,
+            warm_transfers: false,
             warm_transfer_timeout_ms: 90_000,
             vad_kind: VadKind::Cascade,
         }
@@ -461,6 +465,7 @@ impl Engine {
                 self.o.transfer = Some(TransferInfo { to: to.clone(), at_ms: at });
                 self.ending = Some(DisconnectionReason::Transfer);
             }
+            AgentEvent::WarmTransfer { to } if !self.cfg.warm_transfers => self.handle(AgentEvent::Transfer { to }, caller_turn),
             AgentEvent::WarmTransfer { to } => {
                 let at = self.now();
                 self.o.transfer = Some(TransferInfo { to: to.clone(), at_ms: at });
