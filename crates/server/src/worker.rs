@@ -136,13 +136,18 @@ pub async fn run(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
 async fn poll(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     // Phone calls are reconciled with the carrier at start, then every interval.
     let mut reconciled: Option<std::time::Instant> = None;
+    let mut reconciling: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let every = Duration::from_secs(state.config.reconcile_interval_secs.max(1));
-        if state.carrier.is_some() && reconciled.is_none_or(|t| t.elapsed() >= every) {
+        // In a task of its own: a slow carrier does not hold up analysis and deliveries.
+        if state.carrier.is_some() && reconciled.is_none_or(|t| t.elapsed() >= every) && reconciling.as_ref().is_none_or(|h| h.is_finished()) {
             reconciled = Some(std::time::Instant::now());
-            if let Err(e) = crate::telephony::reconcile::run(&state, jiff::Timestamp::now()).await {
-                tracing::error!(error = %e, "reconciliation with the carrier failed");
-            }
+            let s = state.clone();
+            reconciling = Some(tokio::spawn(async move {
+                if let Err(e) = crate::telephony::reconcile::run(&s, jiff::Timestamp::now()).await {
+                    tracing::error!(error = %e, "reconciliation with the carrier failed");
+                }
+            }));
         }
         let worked = match run_once(&state).await {
             Ok(n) => n,

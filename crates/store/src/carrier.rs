@@ -123,9 +123,19 @@ pub(crate) async fn merge_details(s: &SqlStore, id: &CallId, patch: &serde_json:
         .await?
         .ok_or(StoreError::NotFound)?;
     let mut details: serde_json::Value = serde_json::from_str(&get::<String>(&r, "details")?).map_err(corrupt)?;
+    // Objects merge one level deep: {"warm_transfer": {"status": ..}} keeps its other keys.
     if let (Some(d), Some(p)) = (details.as_object_mut(), patch.as_object()) {
         for (k, v) in p {
-            d.insert(k.clone(), v.clone());
+            match (d.get_mut(k), v) {
+                (Some(serde_json::Value::Object(old)), serde_json::Value::Object(new)) => {
+                    for (k2, v2) in new {
+                        old.insert(k2.clone(), v2.clone());
+                    }
+                }
+                _ => {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
         }
     }
     sqlx::query("UPDATE carrier_calls SET details = $2, updated_at = $3 WHERE call_id = $1")

@@ -108,7 +108,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_carrier_sid(&self, call_id: &CallId, carrier_sid: &str, raw_status: &str, rank: u8, now: jiff::Timestamp) -> Result<()>;
     /// Apply a carrier status when it moves the leg forward; true when it did.
     async fn advance_carrier_leg(&self, call_id: &CallId, raw_status: &str, rank: u8, answered_by: Option<&str>, now: jiff::Timestamp) -> Result<bool>;
-    /// Merge keys into the leg's details; the merged details.
+    /// Merge keys into the leg's details (objects one level deep), in one locked transaction;
+    /// the merged details.
     async fn merge_carrier_details(&self, call_id: &CallId, patch: &serde_json::Value, now: jiff::Timestamp) -> Result<serde_json::Value>;
     /// Open phone calls created before `before`, oldest first, with their call status.
     async fn open_carrier_legs(&self, before: jiff::Timestamp, limit: u32) -> Result<Vec<(CarrierLeg, String)>>;

@@ -37,6 +37,8 @@ use crate::webcall::LiveSlot;
 pub const MAX_MEDIA_FRAME_BYTES: usize = 16 * 1024;
 /// Malformed frames tolerated before the stream counts as broken (`error_protocol`).
 pub const MAX_BAD_FRAMES: usize = 50;
+/// How often a live phone call's session says it is alive (reconciliation trusts it for 3 beats).
+pub const SESSION_HEARTBEAT: Duration = Duration::from_secs(20);
 /// How long the carrier may take to send `start` after connecting.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -217,7 +219,6 @@ async fn session(
     };
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(512);
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(1024);
-    slot.attach(call_id.as_str(), in_tx.clone());
     let from = detail.row.status.parse::<CallStatus>().unwrap_or(CallStatus::Registered);
     let went_live = state
         .store
@@ -236,11 +237,28 @@ async fn session(
     match went_live {
         Ok(()) => {}
         Err(dialnexa_store::StoreError::Conflict(_)) => {
+            // Ended, or live already on another stream: this one takes nothing over.
             close(&mut sink, 1000, "call ended").await;
             return Ok(());
         }
         Err(e) => return Err(e),
     }
+    // Reachable (end API, carrier callbacks, transfers) once it is live, and until its evidence is stored.
+    slot.attach(call_id.as_str(), in_tx.clone());
+    // A heartbeat on the leg says the session is alive (reconciliation on any node leaves it alone).
+    let heartbeat = {
+        let state = state.clone();
+        let call = call_id.clone();
+        let node = state.worker_id.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SESSION_HEARTBEAT);
+            loop {
+                every.tick().await;
+                let now = jiff::Timestamp::now();
+                let _ = state.store.merge_carrier_details(&call, &json!({ "session": { "node": node, "heartbeat_ms": now.as_millisecond() } }), now).await;
+            }
+        })
+    };
     let bad = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
 
     // Carrier → call.
@@ -317,6 +335,8 @@ async fn session(
                     let to = v["to"].as_str().unwrap_or_default().to_owned();
                     let transcript = v["transcript"].as_array().cloned().unwrap_or_default();
                     super::warm::start(&state, carrier.as_ref(), &call, &ours, &theirs, &to, &transcript).await;
+                } else if v["type"] == "warm_transfer_abandoned" {
+                    super::warm::abandon(&state, carrier.as_ref(), &call, v["why"].as_str().unwrap_or("abandoned")).await;
                 }
             }
         })
@@ -352,7 +372,7 @@ async fn session(
                         if v["type"] == "call_ended" {
                             return (sink, true);
                         }
-                        if v["type"] == "warm_transfer" {
+                        if v["type"] == "warm_transfer" || v["type"] == "warm_transfer_abandoned" {
                             let _ = control_tx.try_send(v);
                         }
                         continue;
@@ -382,8 +402,24 @@ async fn session(
     };
     drop(in_tx);
     tracing::info!(call_id = %call_id, carrier_call_sid = %carrier_sid, "phone call connected");
-    let outcome = run_call(agent, speech.asr.clone(), speech.tts.clone(), speech.cache.clone(), in_rx, out_tx, cfg).await;
-    slot.detach();
+    let mut outcome = run_call(agent, speech.asr.clone(), speech.tts.clone(), speech.cache.clone(), in_rx, out_tx, cfg).await;
+    heartbeat.abort();
+    control.abort();
+    // A warm transfer that joined is the ending, whichever the stream reported first; one that
+    // did not is stopped at the target.
+    let warm_joined = state
+        .store
+        .get_carrier_leg(&call_id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.details.get("warm_transfer").cloned())
+        .is_some_and(|w| w["status"] == "joined");
+    if warm_joined {
+        outcome.disconnection_reason = Some(DisconnectionReason::Transfer);
+    } else {
+        super::warm::abandon(&state, carrier.as_ref(), &call_id, "the call ended before the target joined").await;
+    }
     let reason = outcome.disconnection_reason.unwrap_or(DisconnectionReason::UserHangup);
     // The carrier's side of the ending: hang up, or transfer, through its REST API.
     let sid = leg.as_ref().and_then(|l| l.carrier_sid.clone()).or_else(|| (!carrier_sid.is_empty()).then(|| carrier_sid.clone()));
@@ -392,6 +428,10 @@ async fn session(
     let ended = jiff::Timestamp::now();
     let at = |detail: String, kind: &str| TimelineEvent { at: ended, offset_ms: outcome.duration_ms, kind: kind.into(), detail };
     let warm = state.store.get_carrier_leg(&call_id).await.ok().flatten().and_then(|l| l.details.get("warm_transfer").cloned());
+    // The caller's stream may end (moved to the conference) before the joined notice reaches the loop.
+    if warm_joined && !outcome.timeline.iter().any(|e| e.kind == "transfer_connected") {
+        extra.push(at("the warm transfer's target was briefed and joined the caller; the agent left the call".into(), "transfer_connected"));
+    }
     if let Some(w) = &warm {
         let mut t = json!({ "to": w["to"], "kind": "warm", "at_ms": outcome.transfer.as_ref().map(|t| t.at_ms), "status": if w["status"] == "joined" { "connected" } else { "failed" } });
         for k in ["briefing", "target_call_sid", "started_at", "answered_at", "joined_at", "dial_status", "error"] {
@@ -401,12 +441,11 @@ async fn session(
         }
         transfer = Some(t);
     }
-    control.abort();
     if let Some(sid) = &sid {
         match reason {
             DisconnectionReason::UserHangup => {}
             // A warm transfer moved the caller into the target's conference already.
-            DisconnectionReason::Transfer if warm.is_some() => {}
+            DisconnectionReason::Transfer if warm_joined => {}
             DisconnectionReason::Transfer => {
                 let to = outcome.transfer.as_ref().map(|t| t.to.clone()).unwrap_or_default();
                 let target = DialTarget {
@@ -448,6 +487,18 @@ async fn session(
     let bad = bad.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let entry: &'static str = if detail.row.entry_point == "inbound" { "inbound" } else { "outbound" };
     let done = crate::webcall::finish(&state, &call_id, started_at, o, bad, entry, transfer).await;
+    // A cold transfer's outcome that arrived while the call was being stored.
+    if let Some(result) = state.store.get_carrier_leg(&call_id).await.ok().flatten().and_then(|l| l.details.get("cold_transfer_result").cloned())
+        && state.store.get_call(&call_id).await.ok().and_then(|d| d.row.transfer).is_some_and(|t| t["status"] == "dialing")
+    {
+        let ev = TimelineEvent {
+            at: jiff::Timestamp::now(),
+            offset_ms: 0,
+            kind: "transfer_result".into(),
+            detail: "the transfer's outcome, recorded with the call".into(),
+        };
+        let _ = state.store.set_call_transfer(&call_id, &result, &ev).await;
+    }
     if let Err(e) = tokio::fs::remove_dir_all(&staging).await {
         tracing::warn!(call_id = %call_id, error = %e, "recording tracks not removed");
     }

@@ -113,6 +113,25 @@ fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Res
     }
 }
 
+/// The leg a webhook is about: by the `call_id` our own URLs carry (an outbound call's
+/// callbacks can come before the create has answered with the carrier's sid), else by the
+/// carrier's call sid.
+async fn leg_for(state: &AppState, carrier: &dyn Carrier, uri: &Uri, ev: &CallEvent) -> Result<Option<CarrierLeg>, dialnexa_store::StoreError> {
+    let Some(id) = query(uri, "call_id").and_then(|c| CallId::parse(&c).ok()) else {
+        return state.store.find_carrier_leg(carrier.name(), &ev.call_sid).await;
+    };
+    let Some(mut leg) = state.store.get_carrier_leg(&id).await? else { return Ok(None) };
+    match leg.carrier_sid.as_deref() {
+        Some(sid) if sid == ev.call_sid => Ok(Some(leg)),
+        Some(_) => Ok(None),
+        None => {
+            state.store.set_carrier_sid(&id, &ev.call_sid, CarrierStatus::Queued.as_str(), CarrierStatus::Queued.rank(), ts_now()).await?;
+            leg.carrier_sid = Some(ev.call_sid.clone());
+            Ok(Some(leg))
+        }
+    }
+}
+
 /// A query parameter of a (signed) webhook URL.
 fn query(uri: &Uri, name: &str) -> Option<String> {
     form_urlencoded::parse(uri.query()?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.chars().take(128).collect())
@@ -158,7 +177,7 @@ pub async fn voice(State(state): State<AppState>, uri: Uri, headers: HeaderMap, 
         let Ok(call_id) = CallId::parse(&of) else { return twiml(carrier.as_ref(), carrier.reject()) };
         return warm::target_webhook(&state, carrier.as_ref(), &call_id, query(&uri, "step").as_deref(), ev).await;
     }
-    match state.store.find_carrier_leg(carrier.name(), &ev.call_sid).await {
+    match leg_for(&state, carrier.as_ref(), &uri, ev).await {
         Ok(Some(leg)) => answered(&state, carrier.as_ref(), &leg, ev).await,
         Ok(None) if ev.direction == "inbound" => inbound(&state, carrier.as_ref(), ev).await,
         Ok(None) => {
@@ -476,7 +495,8 @@ pub(crate) async fn end_unconnected(state: &AppState, call_id: &CallId, reason: 
     if from.is_terminal() {
         return;
     }
-    let status = from.transition(status).unwrap_or(CallStatus::NotConnected);
+    // A live call can only fail (its session is gone); one that never went live did not connect.
+    let status = from.transition(status).unwrap_or(if from == CallStatus::Ongoing { CallStatus::Error } else { CallStatus::NotConnected });
     let f = FinishedCall {
         status: status.as_str().into(),
         disconnection_reason: reason.as_str().into(),
@@ -526,7 +546,7 @@ pub async fn status(State(state): State<AppState>, uri: Uri, headers: HeaderMap,
         }
         return StatusCode::NO_CONTENT.into_response();
     }
-    let leg = match state.store.find_carrier_leg(hook.carrier.name(), &ev.call_sid).await {
+    let leg = match leg_for(&state, hook.carrier.as_ref(), &uri, &ev).await {
         Ok(Some(l)) => l,
         Ok(None) => {
             tracing::warn!(carrier_call_sid = %ev.call_sid, status = ev.status.as_str(), "status callback for a call DialNexa does not know");
@@ -573,7 +593,7 @@ pub(crate) async fn apply_status(
             if current == CallStatus::Ongoing {
                 // The live session ends it (with its evidence); tell it, in case its stream has not.
                 if let Some(tx) = state.live.sender(leg.call_id.as_str()) {
-                    let _ = tx.send(dialnexa_voice::live::Inbound::Hangup).await;
+                    let _ = tx.send_timeout(dialnexa_voice::live::Inbound::Hangup, std::time::Duration::from_secs(1)).await;
                 } else {
                     state
                         .store
@@ -635,6 +655,9 @@ pub async fn dial_action(State(state): State<AppState>, uri: Uri, headers: Heade
     } else {
         format!("the transfer target did not take the call ({}); the caller was told and the call ended", dial.as_str())
     };
+    // Kept on the leg too: a quick answer can come before the live session has stored the
+    // call, and the session then writes it over its own "dialing".
+    let _ = state.store.merge_carrier_details(&leg.call_id, &json!({ "cold_transfer_result": transfer.clone() }), now).await;
     if let Err(e) = state.store.set_call_transfer(&leg.call_id, &transfer, &event(now, "transfer_result", detail)).await {
         tracing::error!(call_id = %leg.call_id, error = %e, "transfer result not stored");
     }

@@ -19,6 +19,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
+/// Held from a number's count of open calls to the insert of the new one.
+static OUTBOUND_COUNT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundIn {
@@ -71,6 +74,8 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Outbou
     if matches!(config, Some(AgentConfig::Llm(_))) && state.config.llm_url.is_none() {
         return Err(ApiError::unprocessable("llm_not_configured", "this is an llm agent: start DialNexa with --llm URL (DIALNEXA_LLM_URL)"));
     }
+    // One create at a time on this node between the count and the insert.
+    let counted = OUTBOUND_COUNT.lock().await;
     let open = state.store.count_open_calls_from(from.as_str()).await?;
     if open >= i64::from(state.config.max_calls_per_number) {
         return Err(ApiError::new(
@@ -114,11 +119,13 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Outbou
     let mut leg = super::leg(&call_id, carrier.name(), None, &CarrierStatus::Other("requested".into()), now);
     leg.details = json!({ "voicemail_policy": policy.as_ref().map(|p| p.action.as_str()).unwrap_or("hang_up"), "machine_detection": format!("{detection:?}") });
     state.store.insert_phone_call(&NewCall { row, timeline, transcript: vec![] }, &leg, now).await?;
+    drop(counted);
     let request = OutboundCall {
         to: to.as_str().into(),
         from: from.as_str().into(),
-        url: super::public(&state, &format!("/telephony/{}/voice", carrier.name())),
-        status_callback: super::public(&state, &format!("/telephony/{}/status", carrier.name())),
+        // The call id rides along (inside the signed URL): callbacks can beat the create's answer.
+        url: super::public(&state, &format!("/telephony/{}/voice?call_id={call_id}", carrier.name())),
+        status_callback: super::public(&state, &format!("/telephony/{}/status?call_id={call_id}", carrier.name())),
         machine_detection: Some(detection),
         ring_timeout_secs: state.config.ring_timeout_secs,
         // The call id: a retried create is one call at the carrier.

@@ -25,8 +25,9 @@ pub async fn run(state: &AppState, now: jiff::Timestamp) -> Result<Reconciled, d
     let mut out = Reconciled::default();
     for (leg, call_status) in legs {
         out.checked += 1;
-        // A call live on this node is its session's to end.
-        if state.live.sender(leg.call_id.as_str()).is_some() {
+        // A call live on this node, or with a live session's heartbeat (any node), is its
+        // session's to end.
+        if state.live.sender(leg.call_id.as_str()).is_some() || heartbeat_fresh(&leg, now) {
             continue;
         }
         let Some(sid) = leg.carrier_sid.clone() else {
@@ -52,9 +53,13 @@ pub async fn run(state: &AppState, now: jiff::Timestamp) -> Result<Reconciled, d
                         .advance_carrier_leg(&leg.call_id, c.status.as_str(), c.status.rank(), c.answered_by.as_deref(), jiff::Timestamp::now())
                         .await;
                     close_ongoing(state, &leg.call_id, &why).await;
-                } else {
+                } else if let Err(e) =
                     super::apply_status(state, &leg, &c.status, c.answered_by.as_deref(), c.duration_secs, "reconciliation: the status callback never came")
-                        .await?;
+                        .await
+                {
+                    tracing::warn!(call_id = %leg.call_id, error = %e, "reconciliation could not close a call");
+                    out.errors += 1;
+                    continue;
                 }
                 out.closed += 1;
             }
@@ -78,6 +83,10 @@ pub async fn run(state: &AppState, now: jiff::Timestamp) -> Result<Reconciled, d
             Err(e) => {
                 tracing::warn!(call_id = %leg.call_id, error = %e, "reconciliation could not ask the carrier");
                 out.errors += 1;
+                // An unreachable carrier is unreachable for the rest of the pass too.
+                if matches!(e, CarrierError::Unreachable(_)) {
+                    break;
+                }
             }
         }
     }
@@ -85,6 +94,12 @@ pub async fn run(state: &AppState, now: jiff::Timestamp) -> Result<Reconciled, d
         tracing::info!(checked = out.checked, closed = out.closed, "reconciled phone calls with the carrier");
     }
     Ok(out)
+}
+
+/// The leg's media session beat within the last three heartbeats.
+fn heartbeat_fresh(leg: &dialnexa_store::CarrierLeg, now: jiff::Timestamp) -> bool {
+    let window = (super::media::SESSION_HEARTBEAT * 3).as_millis() as i64;
+    leg.details["session"]["heartbeat_ms"].as_i64().is_some_and(|beat| now.as_millisecond() - beat < window)
 }
 
 /// An ongoing call whose session is gone: ended as an internal error, with the reason.

@@ -25,22 +25,16 @@ fn room(call_id: &CallId) -> String {
 async fn notify(state: &AppState, call_id: &CallId, connected: bool, detail: String) {
     match state.live.sender(call_id.as_str()) {
         Some(tx) => {
-            let _ = tx.send(Inbound::TransferResult { connected, detail }).await;
+            // A session too busy to take it within a second is not waited for.
+            let _ = tx.send_timeout(Inbound::TransferResult { connected, detail }, std::time::Duration::from_secs(1)).await;
         }
         None => tracing::warn!(call_id = %call_id, "a warm transfer's outcome arrived for a call that is no longer live here"),
     }
 }
 
 async fn merge(state: &AppState, call_id: &CallId, patch: Value) -> Option<Value> {
-    let current = state.store.get_carrier_leg(call_id).await.ok().flatten()?.details.get("warm_transfer").cloned().unwrap_or_else(|| json!({}));
-    let mut w = current;
-    if let (Some(m), Some(p)) = (w.as_object_mut(), patch.as_object()) {
-        for (k, v) in p {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    state.store.merge_carrier_details(call_id, &json!({ "warm_transfer": w.clone() }), jiff::Timestamp::now()).await.ok()?;
-    Some(w)
+    let details = state.store.merge_carrier_details(call_id, &json!({ "warm_transfer": patch }), jiff::Timestamp::now()).await.ok()?;
+    details.get("warm_transfer").cloned()
 }
 
 /// What the target is told: the call's summary so far, from the analysis engine.
@@ -120,15 +114,32 @@ pub(crate) async fn target_webhook(state: &AppState, carrier: &dyn Carrier, call
         merge(state, call_id, json!({ "status": "briefing", "target_call_sid": ev.call_sid, "answered_at": jiff::Timestamp::now().to_string() })).await;
         return super::twiml(carrier, carrier.say_then(w["briefing"].as_str().unwrap_or("You have a caller."), &next));
     }
-    // Briefed: the agent leaves and the caller joins the target.
-    merge(state, call_id, json!({ "status": "joined", "joined_at": jiff::Timestamp::now().to_string() })).await;
-    notify(state, call_id, true, format!("{} was briefed and joined", w["to"].as_str().unwrap_or("the target"))).await;
-    if let Some(sid) = &leg.carrier_sid
-        && let Err(e) = carrier.redirect(sid, &carrier.conference(&room(call_id))).await
-    {
-        tracing::error!(call_id = %call_id, error = %e, "the caller could not be moved into the transfer's conference");
+    // Briefed: the caller is moved to the target first (marked joined before, so that the end
+    // of the caller's stream reads as the transfer), then the agent leaves.
+    let caller_ended =
+        state.store.get_call(call_id).await.ok().is_none_or(|d| d.row.status.parse::<dialnexa_core::CallStatus>().is_ok_and(|s| s.is_terminal()));
+    let to = w["to"].as_str().unwrap_or("the target").to_owned();
+    if caller_ended {
+        merge(state, call_id, json!({ "status": "failed", "error": "the caller had left before the target joined" })).await;
+        return super::twiml(carrier, carrier.say_hangup("Sorry, the caller has already hung up. Goodbye."));
     }
-    super::twiml(carrier, carrier.conference(&room(call_id)))
+    merge(state, call_id, json!({ "status": "joined", "joined_at": jiff::Timestamp::now().to_string() })).await;
+    let moved = match &leg.carrier_sid {
+        Some(sid) => carrier.redirect(sid, &carrier.conference(&room(call_id))).await.map_err(|e| e.to_string()),
+        None => Err("the caller's carrier call is not known".to_owned()),
+    };
+    match moved {
+        Ok(()) => {
+            notify(state, call_id, true, format!("{to} was briefed and joined")).await;
+            super::twiml(carrier, carrier.conference(&room(call_id)))
+        }
+        Err(e) => {
+            tracing::error!(call_id = %call_id, error = %e, "the caller could not be moved into the transfer's conference");
+            merge(state, call_id, json!({ "status": "failed", "error": format!("the caller could not be moved to the target: {e}") })).await;
+            notify(state, call_id, false, format!("the caller could not be moved to {to}")).await;
+            super::twiml(carrier, carrier.say_hangup("Sorry, the caller could not be connected. Goodbye."))
+        }
+    }
 }
 
 /// The target's leg status: a leg that ends before it joined is a failed transfer.
@@ -150,4 +161,20 @@ pub(crate) async fn target_status(state: &AppState, call_id: &CallId, status: &C
         other => format!("the call to {to} ended {}", other.as_str()),
     };
     notify(state, call_id, false, why).await;
+}
+
+/// The call left the warm transfer without it joining (it timed out, or the caller hung up):
+/// the target's leg is stopped, so that it is never briefed into an empty room later.
+pub(crate) async fn abandon(state: &AppState, carrier: &dyn Carrier, call_id: &CallId, why: &str) {
+    let Some(leg) = state.store.get_carrier_leg(call_id).await.ok().flatten() else { return };
+    let Some(w) = leg.details.get("warm_transfer").cloned() else { return };
+    if matches!(w["status"].as_str(), Some("joined" | "failed")) {
+        return;
+    }
+    merge(state, call_id, json!({ "status": "failed", "error": why })).await;
+    if let Some(sid) = w["target_call_sid"].as_str()
+        && let Err(e) = carrier.hangup(sid).await
+    {
+        tracing::warn!(call_id = %call_id, error = %e, "the abandoned transfer's target leg could not be hung up");
+    }
 }

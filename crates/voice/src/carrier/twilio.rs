@@ -30,9 +30,11 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
 }
 
 fn signed_mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<sha1::Sha1> {
+    // As Twilio's own validators do: names sorted, a repeated name's values sorted, and an
+    // exact repeat counted once.
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    // A stable sort keeps repeated names in the order they were sent.
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort();
+    sorted.dedup();
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
     mac.update(url.as_bytes());
     for (k, v) in sorted {

@@ -505,6 +505,11 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<AgentEvent>>) -> Option<Agent
     }
 }
 
+/// Keys a call takes in all; more are dropped.
+pub const MAX_DTMF_KEYS: u32 = 500;
+/// Keys closer than this to the one before are dropped (no person presses faster).
+pub const MIN_DTMF_GAP_MS: u64 = 50;
+
 /// The stored form of a keypad answer: `[keypad] 1234`.
 pub const KEYPAD_PREFIX: &str = "[keypad] ";
 
@@ -581,6 +586,7 @@ pub async fn run_call(
     // Keypad keys pressed so far, and when the last one came.
     let mut digits = String::new();
     let mut last_digit_ms = 0u64;
+    let mut dtmf_keys = 0u32;
 
     let reason = 'call: loop {
         tokio::select! {
@@ -623,6 +629,7 @@ pub async fn run_call(
                 {
                     e.holding_since = None;
                     let why = format!("no answer from the transfer within {} s", cfg.warm_transfer_timeout_ms / 1000);
+                    let _ = e.out.try_send(Outbound::Event(json!({ "type": "warm_transfer_abandoned", "why": why })));
                     e.event("transfer_failed", format!("the warm transfer failed: {why}; the agent takes the caller back"));
                     reply = Some(agent.transfer_failed(&why).await);
                     reply_turn = None;
@@ -673,6 +680,11 @@ pub async fn run_call(
                     }
                     Some(Inbound::Dtmf(key)) => {
                         let now = e.now();
+                        // A person presses a few keys a second; a flood is dropped, not answered.
+                        dtmf_keys += 1;
+                        if dtmf_keys > MAX_DTMF_KEYS || now.saturating_sub(last_digit_ms) < MIN_DTMF_GAP_MS && !digits.is_empty() {
+                            continue;
+                        }
                         e.event("dtmf", format!("the caller pressed {key}"));
                         // A key pressed over the agent stops it, as speech does.
                         if e.turn.as_ref().is_some_and(|t| t.started_ms.is_some()) {
