@@ -158,6 +158,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
     let engine = crate::worker::engine_from(config)?;
     let worker_id = format!("{}-{}", config.listen, &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let http = dialnexa_handoff::connector::http_client(std::time::Duration::from_millis(config.handoff_timeout_ms));
+    config.vad_kind()?;
     let speech = crate::webcall::speech_from(config)?;
     if speech.is_some() && !dialnexa_voice::live::vad::preload() {
         tracing::warn!("the neural voice activity detector did not load; calls use the WebRTC detector alone");

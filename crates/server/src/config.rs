@@ -105,6 +105,9 @@ pub struct Config {
     pub max_calls_per_number: u32,
     /// How long a number's inbound hook may take before the number's own agent answers.
     pub inbound_hook_timeout_ms: u64,
+    /// The voice activity detector of live calls: `cascade` (WebRTC, then Silero where it is
+    /// unsure), `webrtc`, or `energy` (frame energy over a noise floor).
+    pub vad: String,
 }
 
 impl Default for Config {
@@ -156,6 +159,7 @@ impl Default for Config {
             stream_token_ttl_secs: 60,
             max_calls_per_number: 10,
             inbound_hook_timeout_ms: 1500,
+            vad: "cascade".into(),
         }
     }
 }
@@ -210,6 +214,7 @@ impl std::fmt::Debug for Config {
             .field("stream_token_ttl_secs", &self.stream_token_ttl_secs)
             .field("max_calls_per_number", &self.max_calls_per_number)
             .field("inbound_hook_timeout_ms", &self.inbound_hook_timeout_ms)
+            .field("vad", &self.vad)
             .finish()
     }
 }
@@ -310,6 +315,7 @@ pub const SETTINGS: &[Setting] = &[
     s("stream_token_ttl_secs", Kind::U64, "how long a phone call's media-stream token may wait before it is used"),
     s("max_calls_per_number", Kind::U32, "concurrent outbound calls one number may have"),
     s("inbound_hook_timeout_ms", Kind::U64, "how long a number's inbound hook may take before the number's own agent answers"),
+    s("vad", Kind::Text, "voice activity detector of live calls: cascade, webrtc or energy"),
 ];
 
 /// `DIALNEXA_*` variables that are not settings of [`Config`], and who reads them.
@@ -573,6 +579,16 @@ impl Config {
 
     pub fn handoff_retry_schedule(&self) -> Vec<std::time::Duration> {
         self.handoff_retry_secs.iter().map(|s| std::time::Duration::from_secs(*s)).collect()
+    }
+
+    /// The configured voice activity detector.
+    pub fn vad_kind(&self) -> Result<dialnexa_voice::live::VadKind, String> {
+        match self.vad.trim() {
+            "cascade" => Ok(dialnexa_voice::live::VadKind::Cascade),
+            "webrtc" => Ok(dialnexa_voice::live::VadKind::WebRtc),
+            "energy" => Ok(dialnexa_voice::live::VadKind::Energy),
+            other => Err(format!("DIALNEXA_VAD must be cascade, webrtc or energy, not '{}'", other.chars().take(20).collect::<String>())),
+        }
     }
 
     pub fn public_base(&self) -> String {

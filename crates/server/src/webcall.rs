@@ -492,6 +492,7 @@ async fn session(state: AppState, call_id: CallId, socket: WebSocket, mut slot: 
         max_utterance_ms: state.config.max_utterance_ms,
         // The tracks go to disk as the call goes: memory stays flat however long it lasts.
         record_to: Some(staging.clone()),
+        vad_kind: state.config.vad_kind().unwrap_or(dialnexa_voice::live::VadKind::Cascade),
         ..LiveConfig::default()
     };
     drop(in_tx);

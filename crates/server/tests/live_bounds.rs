@@ -70,6 +70,8 @@ async fn app_with(lines: &[&str], tweak: impl FnOnce(&mut dialnexa_server::Confi
             c.asr = Some(url.clone());
             c.tts = Some(url);
             c.silence_timeout_ms = 30_000;
+            // The callers here are tones, which the speech detectors rightly do not take for speech.
+            c.vad = "energy".into();
             tweak(c);
         })
         .start()

@@ -269,7 +269,7 @@ async fn session(
         let call = call_id.clone();
         let mut parser = dialect;
         tokio::spawn(async move {
-            let mut up = Resampler::new(rate, CALL_RATE);
+            let mut up = Resampler::phone(rate, CALL_RATE);
             let mut bad_count = 0usize;
             let ending = loop {
                 let Some(msg) = source.next().await else { break Inbound::MediaLost("the carrier's socket closed without a stop message".into()) };
@@ -348,7 +348,7 @@ async fn session(
         let _ = dialect.parse(&json!({ "event": "start", "start": { "streamSid": stream_sid.clone(), "callSid": carrier_sid.clone() } }).to_string());
         let rate = dialect.rate();
         tokio::spawn(async move {
-            let mut down = Resampler::new(CALL_RATE, rate);
+            let mut down = Resampler::phone(CALL_RATE, rate);
             let mut pending: Vec<i16> = vec![];
             while let Some(o) = out_rx.recv().await {
                 let frames = match o {
@@ -398,6 +398,7 @@ async fn session(
         playout_lead_ms: state.config.playout_lead_ms,
         marks: true,
         warm_transfers: true,
+        vad_kind: state.config.vad_kind().unwrap_or(dialnexa_voice::live::VadKind::Cascade),
         ..LiveConfig::default()
     };
     drop(in_tx);

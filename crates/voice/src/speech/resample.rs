@@ -10,6 +10,8 @@
 
 /// Zero crossings of the sinc on each side of the centre (at the lower of the two rates).
 const ZERO_CROSSINGS: f64 = 16.0;
+/// Zero crossings of [`Resampler::phone`].
+const PHONE_ZERO_CROSSINGS: f64 = 4.0;
 /// The pass band ends at this fraction of the lower Nyquist frequency (the rest is the
 /// transition band of the filter).
 const ROLLOFF: f64 = 0.9;
@@ -52,13 +54,24 @@ pub struct Resampler {
 
 impl Resampler {
     pub fn new(from: u32, to: u32) -> Self {
+        Self::with_zero_crossings(from, to, ZERO_CROSSINGS)
+    }
+
+    /// A shorter filter for live phone audio (8 ↔ 16 kHz on every call, twice): a quarter of
+    /// the multiply-adds of [`Resampler::new`] for a wider transition band, which the
+    /// telephone band (300–3400 Hz) never reaches.
+    pub fn phone(from: u32, to: u32) -> Self {
+        Self::with_zero_crossings(from, to, PHONE_ZERO_CROSSINGS)
+    }
+
+    fn with_zero_crossings(from: u32, to: u32, zero_crossings: f64) -> Self {
         let (from_u, to_u) = (u64::from(from.max(1)), u64::from(to.max(1)));
         let g = gcd(from_u, to_u);
         let (up, down) = (to_u / g, from_u / g);
         // Cutoff in cycles per input sample.
         let ratio = (to_u as f64 / from_u as f64).min(1.0);
         let fc = 0.5 * ratio * ROLLOFF;
-        let half = (ZERO_CROSSINGS / ratio).ceil() as usize;
+        let half = (zero_crossings / ratio).ceil() as usize;
         let phases = up.min(MAX_PHASES) as usize;
         let width = 2 * half;
         let mut table = vec![0f32; phases * width];

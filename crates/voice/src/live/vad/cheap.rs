@@ -29,7 +29,8 @@ impl Cheap {
         // the frame size, so downsample here (with a proper low-pass) and use the 8 kHz one.
         Cheap {
             det: VoiceActivityDetector::new(VoiceActivityProfile::AGGRESSIVE),
-            down: Resampler::new(16_000, 8_000),
+            // The detector looks at band energies, not waveforms: the short filter is enough.
+            down: Resampler::phone(16_000, 8_000),
             buf: Vec::with_capacity(2 * FRAME_8K),
             last: false,
         }
