@@ -654,3 +654,43 @@ async fn an_inbound_hook_may_choose_the_agent_and_variables_within_its_timeout()
         .await;
     assert_eq!((r.status, r.code()), (422, "validation_failed".to_owned()), "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_agent_warm_transfer_that_nobody_answers_is_handed_back_to_the_model() {
+    use dialnexa_testkit::fake_llm::{FakeLlm, Reply};
+    let llm = FakeLlm::start().await;
+    let url = llm.url.clone();
+    let tts = speech::tts_from_url(TTS, None, None).unwrap();
+    let sim = CarrierSim::start(SimConfig::new(ACCOUNT, TOKEN).with_tts(tts)).await;
+    let api = sim.api_base();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.asr = Some(ASR.into());
+            c.tts = Some(TTS.into());
+            c.silence_timeout_ms = 8_000;
+            c.twilio_account_sid = Some(ACCOUNT.into());
+            c.twilio_auth_token = Some(TOKEN.into());
+            c.twilio_api_base = api;
+            c.llm_url = Some(url);
+            c.llm_model = "fake-model".into();
+        })
+        .start()
+        .await;
+    sim.set_number(OUR_NUMBER, &app.url("/telephony/twilio/voice"), Some(&app.url("/telephony/twilio/status")));
+    let p = Phone { app, sim };
+    p.number_with(&json!({ "kind": "llm", "prompt": "You are Acme's support agent.", "begin_message": "Hi, this is Acme support. How can I help?",
+        "transfer_numbers": ["+14155550179"] }))
+        .await;
+    p.sim.on_dial("+14155550179", Callee::NoAnswer);
+    llm.push(Reply::tool_call("transfer_call", json!({ "to": "+14155550179", "warm": true, "reason": "asked for a person" })));
+    llm.push(Reply::chunked(&["Please hold while I get someone."], Duration::from_millis(10)));
+    llm.push(Reply::chunked(&["I could not reach anyone, so a specialist will call you back today."], Duration::from_millis(10)));
+    llm.push(Reply::tool_call("end_call", json!({ "reason": "callback promised" })));
+    let (_, call) = p.call_in(vec![wait_agent(), say("I want to talk to a person."), wait_agent(), wait_agent(), say("Okay, thanks."), wait_agent()]).await;
+    assert_eq!(call["disconnection_reason"], "agent_hangup", "{:?}", kinds(&call));
+    let t = &call["transfer"];
+    assert_eq!((t["kind"].as_str(), t["status"].as_str(), t["dial_status"].as_str()), (Some("warm"), Some("failed"), Some("no-answer")), "{t}");
+    // The model was told, and said so to the caller.
+    assert!(llm.requests().iter().any(|r| r["messages"].to_string().contains("The warm transfer did not go through")), "the model was told");
+    assert!(turns(&call, "agent").iter().any(|t| t.contains("could not reach anyone")), "{:?}", turns(&call, "agent"));
+}

@@ -202,6 +202,9 @@ pub enum AgentEvent {
     ToolCalled { name: String, ok: bool, detail: String },
     /// `transfer_call`: once the sentences before it are spoken, transfer the call.
     Transfer { to: String },
+    /// `transfer_call` with `warm`: hold the caller while the target is dialed and briefed;
+    /// the session goes on (the model is told if the target does not take the call).
+    WarmTransfer { to: String },
     /// `end_call`: once the sentences before it are spoken, hang up.
     End { reason: Option<String> },
     /// The model failed or was too slow; the fallback line follows as a `Sentence`.
@@ -870,6 +873,17 @@ impl Turn {
                     self.emit(AgentEvent::ToolCalled { name: call.name.clone(), ok: false, detail }).await?;
                     return Ok((format!("Error: you can only transfer to one of: {}.", allowed.join(", ")), None));
                 };
+                if args.get("warm").and_then(Value::as_bool).unwrap_or(false) {
+                    let detail = format!("a warm transfer to {target}: the caller holds while they are briefed");
+                    self.emit(AgentEvent::ToolCalled { name: call.name.clone(), ok: true, detail }).await?;
+                    self.emit(AgentEvent::WarmTransfer { to: target.clone() }).await?;
+                    return Ok((
+                        format!(
+                            "{target} is being called and will be briefed; the caller is on hold. If nobody answers you will be told: then help the caller yourself."
+                        ),
+                        None,
+                    ));
+                }
                 self.emit(AgentEvent::ToolCalled { name: call.name.clone(), ok: true, detail: format!("transferring the call to {target}") }).await?;
                 self.emit(AgentEvent::Transfer { to: target.clone() }).await?;
                 Ok((format!("The call will be transferred to {target} after your last words."), Some(Ending::Transfer { to: target })))
@@ -1056,7 +1070,8 @@ fn tool_definitions(config: &LlmAgentConfig, schema: Option<&AnalysisSchema>) ->
             "Transfer the caller to a person. Tell the caller first, in the same answer.",
             json!({ "type": "object", "properties": {
                 "to": { "type": "string", "enum": config.transfer_numbers, "description": "The number to transfer to, in E.164" },
-                "reason": { "type": "string", "description": "Why the call is transferred" }
+                "reason": { "type": "string", "description": "Why the call is transferred" },
+                "warm": { "type": "boolean", "description": "Phone calls: keep the caller on hold while the person is called and briefed with a summary, and come back to the caller if nobody answers" }
             }, "required": ["to"] }),
         ));
     }

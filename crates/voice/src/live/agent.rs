@@ -173,6 +173,7 @@ fn llm_events(turn: Result<crate::llm_agent::AgentTurn, crate::SessionError>, ca
                             detail: format!("{name} {}: {detail}", if ok { "succeeded" } else { "failed" }),
                         }),
                         L::Transfer { to } => Some(AgentEvent::Transfer { to }),
+                        L::WarmTransfer { to } => Some(AgentEvent::WarmTransfer { to }),
                         L::End { reason } => {
                             if let Some(r) = reason {
                                 let _ = tx.send(AgentEvent::Timeline { kind: "end_call".into(), detail: format!("the agent ended the call: {r}") }).await;
@@ -215,5 +216,10 @@ impl LiveAgent for LlmAgent {
     }
     fn interrupted(&mut self, spoken: &str) {
         self.session.interrupted(spoken);
+    }
+    async fn transfer_failed(&mut self, why: &str) -> mpsc::Receiver<AgentEvent> {
+        // The model takes the caller back: it is told, as the next turn, what happened.
+        let note = format!("[system] The warm transfer did not go through: {why}. Tell the caller, and help them yourself or offer a callback.");
+        llm_events(self.session.caller_said(&note), None)
     }
 }
