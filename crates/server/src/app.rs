@@ -152,6 +152,21 @@ pub async fn prepare(config: &Config) -> Result<AppState, String> {
             tracing::warn!(calls = swept.len(), "closed calls that were live when the server stopped");
         }
     }
+    // One SQLite node: no call is live before it serves, so staging tracks left here belong to
+    // calls the last process was in the middle of (closed by the sweep or reconciliation).
+    // Several PostgreSQL nodes may share a data directory: there they are left alone.
+    let staging = crate::blobs::BlobStore::new(&config.data_dir).staging("x").parent().map(std::path::Path::to_path_buf);
+    if let Some(dir) = staging.filter(|d| store.backend() == dialnexa_store::Backend::Sqlite && d.is_dir()) {
+        let mut removed = 0usize;
+        for entry in std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?.flatten() {
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::warn!(removed, "removed the recording tracks of calls that were live when the server stopped");
+        }
+    }
     if config.demo {
         crate::demo::seed(store.as_ref(), now).await.map_err(|e| format!("cannot seed the demo: {}", e.message))?;
     }

@@ -106,3 +106,14 @@ async fn a_call_live_when_the_server_stopped_is_closed_and_explained_at_start() 
     assert_eq!((call["status"].as_str(), call["disconnection_reason"].as_str()), (Some("error"), Some("error_internal")), "{call}");
     assert!(call["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "interrupted"), "{}", call["timeline"]);
 }
+
+#[tokio::test]
+async fn a_start_removes_recording_tracks_left_by_calls_that_were_live() {
+    let app = TestApp::start(DbBackend::Sqlite).await;
+    let left = app.data_dir().join("blobs/staging/call_01a0000000000000000000000000dead");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("caller.wav"), b"RIFF....").unwrap();
+    let app = app.restart().await;
+    assert!(!left.exists(), "the staging tracks of a call that was live are removed at start");
+    assert!(app.data_dir().join("blobs").exists());
+}
