@@ -459,25 +459,7 @@ impl Inner {
     pub(crate) fn call_params(&self, sid: &str) -> Vec<(String, String)> {
         let st = self.lock();
         let Some(c) = st.call_ref(sid) else { return Vec::new() };
-        let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-        let mut v = vec![
-            p("CallSid", &c.rec.sid),
-            p("AccountSid", &self.cfg.account_sid),
-            p("From", &c.rec.from),
-            p("To", &c.rec.to),
-            p("Caller", &c.rec.from),
-            p("Called", &c.rec.to),
-            p("CallStatus", &c.rec.status),
-            p("Direction", &c.rec.direction),
-            p("ApiVersion", "2010-04-01"),
-        ];
-        if let Some(parent) = &c.rec.parent_call_sid {
-            v.push(p("ParentCallSid", parent));
-        }
-        if let Some(a) = &c.rec.answered_by {
-            v.push(p("AnsweredBy", a));
-        }
-        v
+        call_fields(&self.cfg.account_sid, c, &c.rec.status)
     }
 
     /// Move the call to `status` (a terminal status never changes again) and queue the
@@ -512,29 +494,13 @@ impl Inner {
             return;
         }
         let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-        let mut params = vec![
-            p("CallSid", &c.rec.sid),
-            p("AccountSid", &self.cfg.account_sid),
-            p("From", &c.rec.from),
-            p("To", &c.rec.to),
-            p("Caller", &c.rec.from),
-            p("Called", &c.rec.to),
-            p("CallStatus", status),
-            p("Direction", &c.rec.direction),
-            p("ApiVersion", "2010-04-01"),
-            p("SequenceNumber", &c.cb_seq.to_string()),
-            p("Timestamp", &util::rfc2822(now)),
-            p("CallbackSource", "call-progress-events"),
-        ];
+        let mut params = call_fields(&self.cfg.account_sid, c, status);
+        params.push(p("SequenceNumber", &c.cb_seq.to_string()));
+        params.push(p("Timestamp", &util::rfc2822(now)));
+        params.push(p("CallbackSource", "call-progress-events"));
         if terminal {
             params.push(p("CallDuration", &c.rec.duration_secs.to_string()));
             params.push(p("Duration", &c.rec.duration_secs.div_ceil(60).to_string()));
-        }
-        if let Some(parent) = &c.rec.parent_call_sid {
-            params.push(p("ParentCallSid", parent));
-        }
-        if let Some(a) = &c.rec.answered_by {
-            params.push(p("AnsweredBy", a));
         }
         c.cb_seq += 1;
         c.pending_cb += 1;
@@ -787,4 +753,27 @@ impl CarrierSim {
             .map(|c| (c.sid.clone(), c.name.clone(), c.participants.iter().filter(|p| p.present).map(|p| p.call_sid.clone()).collect()))
             .collect()
     }
+}
+
+/// The parameters every request about a call carries, with `status` as its CallStatus.
+fn call_fields(account_sid: &str, c: &CallEntry, status: &str) -> Vec<(String, String)> {
+    let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let mut v = vec![
+        p("CallSid", &c.rec.sid),
+        p("AccountSid", account_sid),
+        p("From", &c.rec.from),
+        p("To", &c.rec.to),
+        p("Caller", &c.rec.from),
+        p("Called", &c.rec.to),
+        p("CallStatus", status),
+        p("Direction", &c.rec.direction),
+        p("ApiVersion", "2010-04-01"),
+    ];
+    if let Some(parent) = &c.rec.parent_call_sid {
+        v.push(p("ParentCallSid", parent));
+    }
+    if let Some(a) = &c.rec.answered_by {
+        v.push(p("AnsweredBy", a));
+    }
+    v
 }

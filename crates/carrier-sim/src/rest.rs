@@ -177,11 +177,7 @@ fn create_call(sim: &Arc<Inner>, params: &[(String, String)], idem: Option<&str>
         Some(Ok(t)) => t.clamp(1, 600),
         Some(Err(_)) => return twilio_error(400, 21216, "Invalid Timeout value"),
     };
-    let mut events: Vec<String> =
-        all(params, "StatusCallbackEvent").flat_map(|v| v.split([' ', ','])).filter(|e| !e.is_empty()).map(str::to_ascii_lowercase).collect();
-    if events.is_empty() {
-        events.push("completed".into());
-    }
+    let events = callback_events(params);
     let (sid, rx) = sim.new_call(NewCall {
         from: from.to_owned(),
         to: to.to_owned(),
@@ -313,11 +309,7 @@ fn add_participant(sim: &Arc<Inner>, conf_sid: &str, params: &[(String, String)]
     let Some(from) = get("From") else { return twilio_error(400, 21213, "No 'From' number is specified") };
     let label = get("Label").map(str::to_owned);
     let timeout = get("Timeout").and_then(|t| t.parse::<u64>().ok()).unwrap_or(60);
-    let mut events: Vec<String> =
-        all(params, "StatusCallbackEvent").flat_map(|v| v.split([' ', ','])).filter(|e| !e.is_empty()).map(str::to_ascii_lowercase).collect();
-    if events.is_empty() {
-        events.push("completed".into());
-    }
+    let events = callback_events(params);
     let (sid, rx) = sim.new_call(NewCall {
         from: from.to_owned(),
         to: to.to_owned(),
@@ -419,4 +411,14 @@ async fn sim_call(State(sim): State<Arc<Inner>>, Path(sid): Path<String>) -> Res
         Some(c) => json_response(200, summary(&c)),
         None => json_response(404, json!({"error": format!("no call {sid}")})),
     }
+}
+
+/// The subscribed status-callback events (repeated or space-separated); only `completed` when none.
+fn callback_events(params: &[(String, String)]) -> Vec<String> {
+    let mut events: Vec<String> =
+        all(params, "StatusCallbackEvent").flat_map(|v| v.split([' ', ','])).filter(|e| !e.is_empty()).map(str::to_ascii_lowercase).collect();
+    if events.is_empty() {
+        events.push("completed".into());
+    }
+    events
 }

@@ -25,6 +25,11 @@ struct Phone {
 }
 
 async fn phone() -> Phone {
+    phone_with(|_| {}).await
+}
+
+/// The simulator and a server that uses it, with more settings.
+async fn phone_with(tweak: impl FnOnce(&mut dialnexa_server::Config) + Send + 'static) -> Phone {
     let tts = speech::tts_from_url(TTS, None, None).unwrap();
     let sim = CarrierSim::start(SimConfig::new(ACCOUNT, TOKEN).with_tts(tts)).await;
     let api = sim.api_base();
@@ -37,6 +42,7 @@ async fn phone() -> Phone {
             c.twilio_auth_token = Some(TOKEN.into());
             c.twilio_api_base = api;
             c.ring_timeout_secs = 5;
+            tweak(c);
         })
         .start()
         .await;
@@ -558,16 +564,7 @@ async fn hook_server(answer: Value, delay_ms: u64) -> (String, std::sync::Arc<st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbound_hook_may_choose_the_agent_and_variables_within_its_timeout() {
-    let app = TestApp::builder()
-        .config(|c| {
-            c.asr = Some(ASR.into());
-            c.tts = Some(TTS.into());
-            c.twilio_account_sid = Some(ACCOUNT.into());
-            c.twilio_auth_token = Some(TOKEN.into());
-            c.inbound_hook_timeout_ms = 500;
-        })
-        .start()
-        .await;
+    let app = phone_with(|c| c.inbound_hook_timeout_ms = 500).await.app;
     let own = app.published_agent("Front desk", &support_flow()).await;
     let vip = app.published_agent("VIP desk", &support_flow()).await;
     let (fast, seen) = hook_server(json!({ "agent_id": vip, "agent_version": 1, "variables": { "customer_name": "Ada", "tier": "gold" } }), 0).await;
@@ -593,7 +590,8 @@ async fn an_inbound_hook_may_choose_the_agent_and_variables_within_its_timeout()
         let app = &app;
         async move {
             let calls = app.get("/v1/calls").await.json();
-            let id = calls["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap().to_owned()).find(|_| true).unwrap();
+            // Newest first: the call just placed.
+            let id = calls["calls"][0]["call_id"].as_str().unwrap().to_owned();
             let d = app.get(&format!("/v1/calls/{id}")).await.json();
             assert_eq!(d["telephony"]["carrier_call_sid"], sid);
             d
@@ -660,24 +658,11 @@ async fn an_llm_agent_warm_transfer_that_nobody_answers_is_handed_back_to_the_mo
     use dialnexa_testkit::fake_llm::{FakeLlm, Reply};
     let llm = FakeLlm::start().await;
     let url = llm.url.clone();
-    let tts = speech::tts_from_url(TTS, None, None).unwrap();
-    let sim = CarrierSim::start(SimConfig::new(ACCOUNT, TOKEN).with_tts(tts)).await;
-    let api = sim.api_base();
-    let app = TestApp::builder()
-        .config(move |c| {
-            c.asr = Some(ASR.into());
-            c.tts = Some(TTS.into());
-            c.silence_timeout_ms = 8_000;
-            c.twilio_account_sid = Some(ACCOUNT.into());
-            c.twilio_auth_token = Some(TOKEN.into());
-            c.twilio_api_base = api;
-            c.llm_url = Some(url);
-            c.llm_model = "fake-model".into();
-        })
-        .start()
-        .await;
-    sim.set_number(OUR_NUMBER, &app.url("/telephony/twilio/voice"), Some(&app.url("/telephony/twilio/status")));
-    let p = Phone { app, sim };
+    let p = phone_with(move |c| {
+        c.llm_url = Some(url);
+        c.llm_model = "fake-model".into();
+    })
+    .await;
     p.number_with(&json!({ "kind": "llm", "prompt": "You are Acme's support agent.", "begin_message": "Hi, this is Acme support. How can I help?",
         "transfer_numbers": ["+14155550179"] }))
         .await;

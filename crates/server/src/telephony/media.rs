@@ -335,8 +335,10 @@ async fn session(
                     let to = v["to"].as_str().unwrap_or_default().to_owned();
                     let transcript = v["transcript"].as_array().cloned().unwrap_or_default();
                     super::warm::start(&state, carrier.as_ref(), &call, &ours, &theirs, &to, &transcript).await;
-                } else if v["type"] == "warm_transfer_abandoned" {
-                    super::warm::abandon(&state, carrier.as_ref(), &call, v["why"].as_str().unwrap_or("abandoned")).await;
+                } else if v["type"] == "warm_transfer_abandoned"
+                    && let Some(w) = state.store.get_carrier_leg(&call).await.ok().flatten().and_then(|l| l.details.get("warm_transfer").cloned())
+                {
+                    super::warm::abandon(&state, carrier.as_ref(), &call, &w, v["why"].as_str().unwrap_or("abandoned")).await;
                 }
             }
         })
@@ -408,18 +410,12 @@ async fn session(
     control.abort();
     // A warm transfer that joined is the ending, whichever the stream reported first; one that
     // did not is stopped at the target.
-    let warm_joined = state
-        .store
-        .get_carrier_leg(&call_id)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.details.get("warm_transfer").cloned())
-        .is_some_and(|w| w["status"] == "joined");
+    let mut warm = state.store.get_carrier_leg(&call_id).await.ok().flatten().and_then(|l| l.details.get("warm_transfer").cloned());
+    let warm_joined = warm.as_ref().is_some_and(|w| w["status"] == "joined");
     if warm_joined {
         outcome.disconnection_reason = Some(DisconnectionReason::Transfer);
-    } else {
-        super::warm::abandon(&state, carrier.as_ref(), &call_id, "the call ended before the target joined").await;
+    } else if let Some(w) = &warm {
+        warm = Some(super::warm::abandon(&state, carrier.as_ref(), &call_id, w, "the call ended before the target joined").await);
     }
     let reason = outcome.disconnection_reason.unwrap_or(DisconnectionReason::UserHangup);
     // The carrier's side of the ending: hang up, or transfer, through its REST API.
@@ -428,7 +424,6 @@ async fn session(
     let mut extra = vec![];
     let ended = jiff::Timestamp::now();
     let at = |detail: String, kind: &str| TimelineEvent { at: ended, offset_ms: outcome.duration_ms, kind: kind.into(), detail };
-    let warm = state.store.get_carrier_leg(&call_id).await.ok().flatten().and_then(|l| l.details.get("warm_transfer").cloned());
     // The caller's stream may end (moved to the conference) before the joined notice reaches the loop.
     if warm_joined && !outcome.timeline.iter().any(|e| e.kind == "transfer_connected") {
         extra.push(at("the warm transfer's target was briefed and joined the caller; the agent left the call".into(), "transfer_connected"));

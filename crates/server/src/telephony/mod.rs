@@ -204,7 +204,7 @@ async fn refuse(
     if let Some(n) = &to {
         route["phone_number"] = json!(n.as_str());
     }
-    let row = phone_row(
+    let mut row = phone_row(
         &call_id,
         EntryPoint::Inbound,
         "inbound",
@@ -218,7 +218,6 @@ async fn refuse(
         &ev.call_sid,
         json!({}),
     );
-    let mut row = row;
     row.disconnection_reason = Some(reason.as_str().into());
     row.ended_at = Some(now);
     row.duration_ms = Some(0);

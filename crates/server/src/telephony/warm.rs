@@ -163,18 +163,18 @@ pub(crate) async fn target_status(state: &AppState, call_id: &CallId, status: &C
     notify(state, call_id, false, why).await;
 }
 
-/// The call left the warm transfer without it joining (it timed out, or the caller hung up):
-/// the target's leg is stopped, so that it is never briefed into an empty room later.
-pub(crate) async fn abandon(state: &AppState, carrier: &dyn Carrier, call_id: &CallId, why: &str) {
-    let Some(leg) = state.store.get_carrier_leg(call_id).await.ok().flatten() else { return };
-    let Some(w) = leg.details.get("warm_transfer").cloned() else { return };
+/// The call left the warm transfer `w` without it joining (it timed out, or the caller hung
+/// up): the target's leg is stopped, so that it is never briefed into an empty room later.
+/// The transfer's state afterwards.
+pub(crate) async fn abandon(state: &AppState, carrier: &dyn Carrier, call_id: &CallId, w: &Value, why: &str) -> Value {
     if matches!(w["status"].as_str(), Some("joined" | "failed")) {
-        return;
+        return w.clone();
     }
-    merge(state, call_id, json!({ "status": "failed", "error": why })).await;
+    let after = merge(state, call_id, json!({ "status": "failed", "error": why })).await.unwrap_or_else(|| w.clone());
     if let Some(sid) = w["target_call_sid"].as_str()
         && let Err(e) = carrier.hangup(sid).await
     {
         tracing::warn!(call_id = %call_id, error = %e, "the abandoned transfer's target leg could not be hung up");
     }
+    after
 }
